@@ -1,0 +1,129 @@
+"""Model shape + parallel settings -> megatron-core TransformerConfig, layer spec, GPTModel.
+
+    config = transformer_config(shape, parallel, device="cpu")
+    chunks = build_model(shape, config)      # one GPTModel per virtual pipeline stage
+
+Layer spec: Transformer Engine's when TE imports on a GPU; otherwise
+megatron-core's local spec with its core attention swapped for
+`SDPACoreAttention` (never the local unfused attention, which materialises
+the score matrix). Both specs map to the same dist-checkpoint keys, so a
+checkpoint does not depend on which one ran.
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from megatron.core import parallel_state
+from megatron.core.models.gpt import GPTModel
+from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_kanana.mcore.attention import SDPACoreAttention
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.parallel.config import ParallelConfig
+
+
+def transformer_engine_available() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("transformer_engine") is not None
+
+
+def transformer_config(shape: ModelShape, parallel: ParallelConfig, device: str,
+                       bf16: Optional[bool] = None, **overrides) -> TransformerConfig:
+    """bf16 defaults to True on GPU (fp32 master weights live in the optimizer) and False on CPU."""
+    bf16 = (device == "cuda") if bf16 is None else bf16
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    fused = device == "cuda"  # megatron's fused bias/softmax/RoPE kernels are CUDA-only
+    kwargs = dict(
+        num_layers=shape.num_layers,
+        hidden_size=shape.hidden_size,
+        num_attention_heads=shape.num_attention_heads,
+        num_query_groups=shape.num_query_groups,
+        kv_channels=shape.kv_channels,
+        ffn_hidden_size=shape.ffn_hidden_size,
+        normalization="RMSNorm",
+        layernorm_epsilon=shape.norm_epsilon,
+        gated_linear_unit=True,
+        activation_func=F.silu,
+        add_bias_linear=False,
+        add_qkv_bias=False,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        init_method_std=shape.init_method_std,
+        tensor_model_parallel_size=parallel.tensor_model_parallel_size,
+        pipeline_model_parallel_size=parallel.pipeline_model_parallel_size,
+        virtual_pipeline_model_parallel_size=parallel.virtual_pipeline_model_parallel_size,
+        sequence_parallel=parallel.sequence_parallel,
+        context_parallel_size=parallel.context_parallel_size,
+        params_dtype=dtype,
+        pipeline_dtype=dtype,
+        bf16=bf16,
+        use_cpu_initialization=device != "cuda",
+        bias_activation_fusion=fused,
+        bias_dropout_fusion=fused,
+        masked_softmax_fusion=False,
+        apply_rope_fusion=False,
+        persist_layer_norm=False,
+        gradient_accumulation_fusion=False,  # needs apex/TE's fused wgrad kernels
+        deallocate_pipeline_outputs=True,
+        # gloo matches messages between a pair of ranks by posting order only; a
+        # batched isend/irecv at PP=2 (previous rank == next rank) with interleaving
+        # can pair an activation with a same-shaped gradient. The unbatched path
+        # posts in a fixed even/odd order that pairs them correctly.
+        batch_p2p_comm=device == "cuda",
+    )
+    kwargs.update(overrides)
+    return TransformerConfig(**kwargs)
+
+
+def layer_spec(use_transformer_engine: Optional[bool] = None) -> ModuleSpec:
+    if use_transformer_engine is None:
+        use_transformer_engine = transformer_engine_available()
+    if use_transformer_engine:
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
+
+        return get_gpt_layer_with_transformer_engine_spec()
+    spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+    spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    return spec
+
+
+def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[ModuleSpec] = None,
+                max_sequence_length: Optional[int] = None) -> list[GPTModel]:
+    """One GPTModel per virtual pipeline stage of this rank (a list of one without VPP)."""
+    spec = spec or layer_spec()
+    num_chunks = config.virtual_pipeline_model_parallel_size or 1
+    chunks = []
+    for vp_stage in range(num_chunks):
+        vp = vp_stage if num_chunks > 1 else None
+        model = GPTModel(
+            config=config,
+            transformer_layer_spec=spec,
+            vocab_size=shape.vocab_size,
+            max_sequence_length=max_sequence_length or shape.max_position_embeddings,
+            pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp),
+            post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp),
+            parallel_output=True,
+            share_embeddings_and_output_weights=shape.tie_embeddings,
+            position_embedding_type="rope",
+            rotary_base=shape.rotary_base,
+            vp_stage=vp,
+        )
+        if torch.cuda.is_available() and not config.use_cpu_initialization:
+            model.cuda(torch.cuda.current_device())
+        chunks.append(model)
+    return chunks
+
+
+def count_parameters(chunks: list[torch.nn.Module]) -> int:
+    """Parameters held by this rank (shared embedding/output weights counted once per rank)."""
+    seen, total = set(), 0
+    for chunk in chunks:
+        for p in chunk.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                total += p.numel()
+    return total

@@ -1,0 +1,129 @@
+"""Process groups and seeds: start and stop megatron-core's parallel state.
+
+    runtime = initialize(parallel, shape, seed=1234)   # under torchrun, or alone
+    ...
+    shutdown()
+
+The device is CUDA when a GPU is present, else the CPU backend
+(`cpu_backend.py`) with gloo; `KANANA_DEVICE=cpu|cuda` overrides. Layout
+errors are raised by `parallel.config.check_layout` before any group exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
+
+from megatron_kanana.mcore import cpu_backend
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.parallel.config import ParallelConfig, ParallelLayout, check_layout
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    device: str  # "cuda" or "cpu"
+    rank: int
+    world_size: int
+    layout: ParallelLayout
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if self.device == "cuda" else torch.device("cpu")
+
+
+def select_device() -> str:
+    choice = os.environ.get("KANANA_DEVICE", "auto")
+    if choice not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"KANANA_DEVICE must be auto, cpu or cuda, got {choice!r}")
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("KANANA_DEVICE=cuda but no CUDA device is available")
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return choice
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _init_process_group(device: str, timeout_s: int) -> None:
+    if dist.is_initialized():
+        return
+    backend = "nccl" if device == "cuda" else "gloo"
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun / srun wrapper
+        if device == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group(backend=backend, timeout=timeout)
+    else:  # a lone process: a world of one
+        dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
+                                rank=0, world_size=1, timeout=timeout)
+
+
+def initialize(parallel: ParallelConfig, shape: ModelShape, seed: int = 1234,
+               timeout_s: int = 600) -> Runtime:
+    """Validate the layout, start torch.distributed and megatron's groups, seed RNGs."""
+    device = select_device()
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    layout = check_layout(parallel, shape, world_size, device)
+    if device == "cpu":
+        cpu_backend.enable(force=torch.cuda.is_available())
+    _init_process_group(device, timeout_s)
+    if not parallel_state.model_parallel_is_initialized():
+        parallel_state.initialize_model_parallel(
+            tensor_model_parallel_size=layout.tensor,
+            pipeline_model_parallel_size=layout.pipeline,
+            virtual_pipeline_model_parallel_size=layout.virtual_pipeline,
+            context_parallel_size=layout.context,
+        )
+    torch.manual_seed(seed)
+    model_parallel_cuda_manual_seed(seed)
+    return Runtime(device=device, rank=dist.get_rank(), world_size=dist.get_world_size(), layout=layout)
+
+
+def shutdown() -> None:
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+# Small read-only views of megatron's grid, so callers need not import parallel_state.
+def tensor_rank() -> int:
+    return parallel_state.get_tensor_model_parallel_rank()
+
+
+def pipeline_rank() -> int:
+    return parallel_state.get_pipeline_model_parallel_rank()
+
+
+def data_rank() -> int:
+    return parallel_state.get_data_parallel_rank()
+
+
+def is_last_pipeline_stage() -> bool:
+    return parallel_state.is_pipeline_last_stage(ignore_virtual=True)
+
+
+def is_first_pipeline_stage() -> bool:
+    return parallel_state.is_pipeline_first_stage(ignore_virtual=True)
+
+
+def tensor_group():
+    return parallel_state.get_tensor_model_parallel_group()
+
+
+def data_group():
+    return parallel_state.get_data_parallel_group()
+
+
+def pipeline_group():
+    return parallel_state.get_pipeline_model_parallel_group()

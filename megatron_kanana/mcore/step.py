@@ -1,0 +1,168 @@
+"""One optimizer step on megatron-core: DDP, the (distributed) optimizer, schedules.
+
+    chunks = wrap_ddp(build_model(...), use_distributed_optimizer=True)
+    optimizer = build_optimizer(chunks, OptimizerSettings(lr=3e-4, ...))
+    result = train_step(chunks, optimizer, batches, micro_batch_size=1, seq_length=128)
+
+`train_step` runs megatron's schedule for the current layout (no pipelining,
+1F1B, or interleaved 1F1B), which all-reduces (or reduce-scatters, with the
+distributed optimizer) gradients across data-parallel ranks, ties the shared
+embedding gradients across pipeline stages, clips, and steps.
+"""
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from typing import Callable, Iterable, Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
+from megatron.core.pipeline_parallel import get_forward_backward_func
+from megatron.core.utils import get_model_config
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+    """What megatron's optimizer needs; the trainer's optim section resolves to this."""
+
+    lr: float
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    clip_grad: float = 1.0
+    use_distributed_optimizer: bool = True
+    optimizer: str = "adam"
+
+
+def wrap_ddp(chunks: list[torch.nn.Module], use_distributed_optimizer: bool = True,
+             overlap_grad_reduce: bool = False) -> list[DistributedDataParallel]:
+    config = get_model_config(chunks[0])
+    ddp_config = DistributedDataParallelConfig(
+        grad_reduce_in_fp32=True,
+        overlap_grad_reduce=overlap_grad_reduce,
+        use_distributed_optimizer=use_distributed_optimizer,
+    )
+    wrapped = [
+        DistributedDataParallel(config=config, ddp_config=ddp_config, module=chunk,
+                                # only the first chunk's buckets may be smaller; megatron's rule
+                                disable_bucketing=(i > 0))
+        for i, chunk in enumerate(chunks)
+    ]
+    for chunk in wrapped:
+        chunk.broadcast_params()  # identical replicas across data-parallel ranks
+    return wrapped
+
+
+def build_optimizer(chunks: list[DistributedDataParallel], settings: OptimizerSettings):
+    model_config = get_model_config(chunks[0])
+    config = OptimizerConfig(
+        optimizer=settings.optimizer,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        adam_beta1=settings.adam_beta1,
+        adam_beta2=settings.adam_beta2,
+        adam_eps=settings.adam_eps,
+        clip_grad=settings.clip_grad,
+        bf16=model_config.bf16,
+        params_dtype=model_config.params_dtype,
+        use_distributed_optimizer=settings.use_distributed_optimizer,
+    )
+    optimizer = get_megatron_optimizer(config, chunks)
+    # The schedules read these hooks from the model config (megatron's training loop sets them).
+    model_config.grad_scale_func = optimizer.scale_loss
+    model_config.finalize_model_grads_func = finalize_model_grads
+    model_config.no_sync_func = [c.no_sync for c in chunks] if len(chunks) > 1 else chunks[0].no_sync
+    return optimizer
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+@dataclasses.dataclass
+class StepResult:
+    loss: float              # mean over micro-batches and data-parallel ranks (same on every rank)
+    grad_norm: Optional[float]
+    update_successful: bool
+    extra: dict
+
+
+ForwardStep = Callable[[Iterator, torch.nn.Module], tuple]
+
+
+def run_schedule(chunks: list[torch.nn.Module], forward_step: ForwardStep, micro_batches: list,
+                 micro_batch_size: int, seq_length: int, forward_only: bool = False,
+                 force_all_reduce: bool = False) -> list[dict]:
+    """Run megatron's schedule for this layout over `micro_batches`; returns the
+    loss dicts (non-empty on the last pipeline stage only)."""
+    func = get_forward_backward_func()
+    num_chunks = len(chunks)
+    iterators = [iter(micro_batches) for _ in range(num_chunks)] if num_chunks > 1 else iter(micro_batches)
+    return func(
+        forward_step_func=forward_step,
+        data_iterator=iterators,
+        model=chunks if num_chunks > 1 else chunks[0],
+        num_microbatches=len(micro_batches),
+        seq_length=seq_length,
+        micro_batch_size=micro_batch_size,
+        forward_only=forward_only,
+        force_all_reduce=force_all_reduce,
+    )
+
+
+def average_losses(loss_dicts: list[dict], key: str) -> float:
+    """Mean of `key` over micro-batches, then over data-parallel ranks, broadcast
+    from the last pipeline stage so every rank returns the same number."""
+    value = torch.zeros(1, dtype=torch.float64)
+    if loss_dicts:
+        value[0] = torch.stack([d[key].detach().double().reshape(()) for d in loss_dicts]).mean()
+    value = value.to(_comm_device())
+    dist.all_reduce(value, group=parallel_state.get_data_parallel_group())
+    value /= parallel_state.get_data_parallel_world_size()
+    last = parallel_state.get_pipeline_model_parallel_last_rank()
+    dist.broadcast(value, src=last, group=parallel_state.get_pipeline_model_parallel_group())
+    return float(value.item())
+
+
+def _comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def train_step(chunks: list[DistributedDataParallel], optimizer, forward_step: ForwardStep,
+               micro_batches: list, micro_batch_size: int, seq_length: int,
+               loss_key: str = "lm loss", extra_keys: tuple[str, ...] = (), force_all_reduce: bool = False,
+               before_optimizer: Optional[Callable[[], None]] = None) -> StepResult:
+    """Forward/backward over all micro-batches, gradient reduction, clip, optimizer step.
+
+    `extra_keys` name further entries of the loss dicts to average (e.g. "z loss");
+    every rank must pass the same keys, since averaging is a collective."""
+    for chunk in chunks:
+        chunk.zero_grad_buffer()
+    optimizer.zero_grad()
+    loss_dicts = run_schedule(chunks, forward_step, micro_batches, micro_batch_size, seq_length,
+                              force_all_reduce=force_all_reduce)
+    if before_optimizer is not None:
+        before_optimizer()
+    update_successful, grad_norm, _ = optimizer.step()
+    extra = {k: average_losses(loss_dicts, k) for k in extra_keys}
+    return StepResult(loss=average_losses(loss_dicts, loss_key), grad_norm=grad_norm,
+                      update_successful=bool(update_successful), extra=extra)
+
+
+def gpt_forward_step(batch_iter: Iterator, model: torch.nn.Module):
+    """The plain LM forward step: batch dict of tokens/labels/loss_mask/position_ids."""
+    batch = next(batch_iter)
+    output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
+    return output, partial(_masked_mean_loss, batch["loss_mask"])
+
+
+def _masked_mean_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
+    mask = loss_mask.float().reshape(-1)
+    loss = (per_token_loss.float().reshape(-1) * mask).sum() / mask.sum().clamp(min=1)
+    # clone: the schedule divides the loss tensor in place by the micro-batch count
+    return loss, {"lm loss": loss.detach().clone()}
