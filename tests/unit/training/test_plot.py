@@ -1,0 +1,71 @@
+"""`kanana plot`: PNGs from a synthetic metrics JSONL; clear errors without metrics."""
+import json
+import math
+
+import pytest
+
+from megatron_kanana.cli import main
+from megatron_kanana.training.lr_schedule import ScheduleConfig, learning_rate
+from megatron_kanana.training.plot import MetricsFileError, plot_run, read_metrics
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_run(run_dir, n=200, resumed=False):
+    """A deepseek-schedule run logging every 5 iterations, validation every 50."""
+    sched = ScheduleConfig(lr=3e-4, warmup_steps=20, train_steps=n)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for it in range(5, n + 1, 5):
+        lines.append({"kind": "train", "iteration": it, "total_iterations": n, "consumed_tokens": it * 4096,
+                      "lr": learning_rate(sched, it - 1), "loss": 2.0 + 8.0 * math.exp(-it / 40),
+                      "z_loss": 1e-4 * (1 + math.exp(-it / 60)), "tokens_per_s": 9000.0 + it, "mfu": 0.4})
+        if it % 50 == 0:
+            lines.append({"kind": "validation", "iteration": it,
+                          "losses": {"all": 2.2 + 8.0 * math.exp(-it / 40), "code": 1.8 + 7.0 * math.exp(-it / 40)}})
+    if resumed:  # a resumed run replays iteration 100 with a different loss
+        lines.append({**lines[0], "iteration": 100, "loss": 1.0})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_plot_writes_non_empty_pngs(tmp_path):
+    write_run(tmp_path / "run")
+    paths = plot_run(tmp_path / "run")
+    assert sorted(p.name for p in paths) == ["loss.png", "lr.png", "throughput.png", "validation.png"]
+    for p in paths:
+        assert p.parent == tmp_path / "run" / "plots"
+        data = p.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+    assert not list((tmp_path / "run" / "plots").glob(".*tmp"))
+
+
+def test_cli_plot_with_output(tmp_path, capsys):
+    write_run(tmp_path / "run")
+    assert main(["plot", str(tmp_path / "run"), "--output", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 0
+    assert "loss.png" in capsys.readouterr().out
+
+
+def test_resumed_records_replace_replayed_ones_and_truncated_tail_is_ignored(tmp_path):
+    write_run(tmp_path, resumed=True)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "train", "itera')  # crash mid-line
+    train, validation = read_metrics(tmp_path)
+    assert [r["loss"] for r in train if r["iteration"] == 100] == [1.0]
+    assert [r["iteration"] for r in train] == sorted(r["iteration"] for r in train)
+    assert len(validation) == 4
+
+
+def test_clear_errors_without_metrics(tmp_path, capsys):
+    with pytest.raises(MetricsFileError, match="no metrics.jsonl"):
+        plot_run(tmp_path)
+    assert main(["plot", str(tmp_path)]) == 1
+    assert "no metrics.jsonl" in capsys.readouterr().err
+    (tmp_path / "metrics.jsonl").write_text("")
+    with pytest.raises(MetricsFileError, match="no metrics records"):
+        plot_run(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text("not json\n{}\n")
+    with pytest.raises(MetricsFileError, match=r"metrics.jsonl:1"):
+        plot_run(tmp_path)
+    with pytest.raises(MetricsFileError, match="not a directory"):
+        plot_run(tmp_path / "missing")
