@@ -1,0 +1,1 @@
+"""Checkpoint directories: layout, atomic publication, the latest pointer."""
