@@ -152,6 +152,37 @@ class QualitySection(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassifierTrainingSection(Section):
+    buckets: int = _help("hash buckets of the feature embedding table", 1 << 18)
+    dim: int = _help("embedding size", 16)
+    word_ngrams: int = _help("longest word n-gram feature", 2)
+    char_ngram_min: int = _help("shortest character n-gram of <word> (0 = none)", 2)
+    char_ngram_max: int = _help("longest character n-gram of <word> (0 = none)", 4)
+    max_tokens: int = _help("words read per document", 2000)
+    epochs: int = _help("passes over the training set per round", 10)
+    lr: float = _help("initial SGD learning rate (decays linearly to 0)", 1.0)
+    balance_classes: bool = _help("weight positives by negatives/positives", True)
+    seed: int = _help("seed of initialisation, shuffling and the held-out split", 0)
+    holdout_fraction: float = _help("share of labelled documents held out for precision/recall/F1", 0.2)
+    positive_min: float = _help("a label or scorer score at least this is positive (FineWeb-Edu: 3 of 5)", 0.5)
+    threshold: float = _help("P(positive) at least this counts as positive in the metrics", 0.5)
+    rounds: int = _help("training rounds; each adds the previous round's predicted positives", 1)
+    add_threshold: float = _help("P(positive) an unlabelled document needs to join the next round as positive", 0.9)
+
+    def validate(self) -> None:
+        for name in ("buckets", "dim", "word_ngrams", "max_tokens", "epochs", "rounds"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.char_ngram_min > self.char_ngram_max:
+            raise ConfigError(f"char_ngram_min: {self.char_ngram_min} exceeds char_ngram_max {self.char_ngram_max}")
+        for name in ("holdout_fraction", "threshold", "add_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr: must be > 0, got {self.lr}")
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig(Section):
     run: RunSection = _help("workers and I/O", factory=RunSection)
     normalise: NormaliseSection = _help("text normalisation", factory=NormaliseSection)
@@ -160,6 +191,8 @@ class PipelineConfig(Section):
     heuristics: dict = _help("language -> HeuristicsSection thresholds", factory=dict)
     pii: PIISection = _help("PII anonymisation", factory=PIISection)
     quality: dict = _help("language -> QualitySection classifier", factory=dict)
+    classifier_training: ClassifierTrainingSection = _help("`kanana curate-train-classifier` settings",
+                                                           factory=ClassifierTrainingSection)
 
     def validate(self) -> None:
         # dict-of-sections fields are parsed here so errors name heuristics.ko.min_words etc.
