@@ -173,7 +173,7 @@ class ClassifierTrainingSection(Section):
         for name in ("buckets", "dim", "word_ngrams", "max_tokens", "epochs", "rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if self.char_ngram_min > self.char_ngram_max:
+        if self.char_ngram_max > 0 and self.char_ngram_min > self.char_ngram_max:
             raise ConfigError(f"char_ngram_min: {self.char_ngram_min} exceeds char_ngram_max {self.char_ngram_max}")
         for name in ("holdout_fraction", "threshold", "add_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
