@@ -71,10 +71,14 @@ class LanguageSection(Section):
     min_confidence: dict = _help("per language: least py3langid probability to keep", factory=lambda: {"ko": 0.5, "en": 0.65})
     min_script_ratio: dict = _help("per language: least share of letters in its script (ko: Hangul, en: Latin)",
                                    factory=lambda: {"ko": 0.3, "en": 0.7})
+    # py3langid walks its byte DFA in Python (~1 MB/s); the opening of a page decides its language.
+    max_chars: int = _help("py3langid reads at most this many leading characters (script ratio: all)", 4000)
 
     def validate(self) -> None:
         if not self.keep:
             raise ConfigError("keep: list at least one language")
+        if self.max_chars < 1:
+            raise ConfigError(f"max_chars: must be >= 1, got {self.max_chars}")
         for name in ("min_confidence", "min_script_ratio"):
             table = getattr(self, name)
             missing = [lang for lang in self.keep if lang not in table]

@@ -9,9 +9,9 @@ document and names itself in the statistics; a threshold of None disables a rule
 """
 from __future__ import annotations
 
-import string
-import unicodedata
-from collections import Counter
+import re
+
+import numpy as np
 
 from megatron_kanana.curation.config import HeuristicsSection
 from megatron_kanana.curation.script import codepoints, hangul_letter_ratio
@@ -20,12 +20,13 @@ BULLETS = ("•", "●", "‣", "▪", "◦", "·", "-", "*", "–", "○", "■
 ELLIPSES = ("...", "…")
 
 
-def _is_punct(ch: str) -> bool:
-    return ch in string.punctuation or unicodedata.category(ch)[0] in "PS"
+_HAS_WORD_CHAR = re.compile(r"\w")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
 
 
 def words_of(text: str) -> list[str]:
-    return [t for t in text.split() if not all(_is_punct(c) for c in t)]
+    """Whitespace tokens with at least one letter, digit or underscore (not bare punctuation)."""
+    return [t for t in text.split() if _HAS_WORD_CHAR.search(t)]
 
 
 def _duplicates(items: list[str]) -> tuple[int, int]:
@@ -40,24 +41,48 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
     return count, chars
 
 
-def _top_ngram_char_frac(words: list[str], n: int, total_chars: int) -> float:
-    grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
-    if not grams:
-        return 0.0
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count / total_chars if count > 1 else 0.0
+class _NGrams:
+    """Word n-gram hashes in numpy, so the six Gopher n-gram rules cost little each."""
 
+    def __init__(self, words: list[str]):
+        vocab: dict[str, int] = {}
+        self.ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), np.uint64, len(words))
+        self.lengths = np.fromiter((len(w) for w in words), np.int64, len(words))
+        self.total_chars = max(int(self.lengths.sum()), 1)
 
-def _dup_ngram_char_frac(words: list[str], n: int, total_chars: int) -> float:
-    """Share of word characters covered by an n-gram that already occurred."""
-    seen, covered = set(), [False] * len(words)
-    for i in range(len(words) - n + 1):
-        gram = tuple(words[i:i + n])
-        if gram in seen:
-            covered[i:i + n] = [True] * n
-        else:
-            seen.add(gram)
-    return sum(len(w) for w, c in zip(words, covered) if c) / total_chars
+    def hashes(self, n: int) -> np.ndarray:
+        count = len(self.ids) - n + 1
+        out = np.zeros(max(count, 0), dtype=np.uint64)
+        for k in range(n):  # polynomial hash mod 2**64 of n word ids
+            out = out * np.uint64(0x100000001B3) + self.ids[k:k + count] + np.uint64(1)
+        return out
+
+    def top_char_frac(self, n: int) -> float:
+        """Characters of the most frequent n-gram times its count, over all word characters."""
+        h = self.hashes(n)
+        if len(h) == 0:
+            return 0.0
+        uniq, first, counts = np.unique(h, return_index=True, return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] < 2:
+            return 0.0
+        start = int(first[top])
+        return int(self.lengths[start:start + n].sum()) * int(counts[top]) / self.total_chars
+
+    def dup_char_frac(self, n: int) -> float:
+        """Share of word characters inside an n-gram that occurred earlier in the text."""
+        h = self.hashes(n)
+        if len(h) == 0:
+            return 0.0
+        _, first = np.unique(h, return_index=True)
+        repeat = np.ones(len(h), dtype=bool)
+        repeat[first] = False
+        starts = np.flatnonzero(repeat)
+        cover = np.zeros(len(self.ids) + 1, dtype=np.int64)
+        np.add.at(cover, starts, 1)
+        np.add.at(cover, starts + n, -1)
+        covered = np.cumsum(cover[:-1]) > 0
+        return int(self.lengths[covered].sum()) / self.total_chars
 
 
 def _over(value: float, limit: float | None) -> bool:
@@ -86,7 +111,7 @@ def gopher_quality(text: str, words: list[str], lines: list[str], t: HeuristicsS
         return "gopher_bullet_lines_ratio"
     if lines and _over(sum(ln.rstrip().endswith(ELLIPSES) for ln in lines) / len(lines), t.max_ellipsis_lines_ratio):
         return "gopher_ellipsis_lines_ratio"
-    alpha_share = sum(any(c.isalpha() for c in w) for w in words) / max(n, 1)
+    alpha_share = sum(_HAS_LETTER.search(w) is not None for w in words) / max(n, 1)
     if _under(alpha_share, t.max_non_alpha_words_ratio):
         return "gopher_alpha_words_ratio"
     if t.min_stop_words is not None:
@@ -94,7 +119,8 @@ def gopher_quality(text: str, words: list[str], lines: list[str], t: HeuristicsS
         if t.stop_word_match == "exact":
             hits = sum(w.lower() in stop for w in words)
         else:
-            hits = sum(any(w.endswith(s) for s in stop) for w in words)
+            suffixes = tuple(t.stop_words)
+            hits = sum(w.endswith(suffixes) for w in words)
         if hits < t.min_stop_words:
             return "gopher_stop_words"
     return None
@@ -110,12 +136,12 @@ def gopher_repetition(text: str, words: list[str], lines: list[str], t: Heuristi
             return f"gopher_dup_{name}_frac"
         if _over(chars / total, char_frac):
             return f"gopher_dup_{name}_char_frac"
-    word_chars = max(sum(len(w) for w in words), 1)
+    grams = _NGrams(words)
     for n, limit in t.top_n_grams:
-        if _over(_top_ngram_char_frac(words, int(n), word_chars), limit):
+        if _over(grams.top_char_frac(int(n)), limit):
             return f"gopher_top_{int(n)}_gram"
     for n, limit in t.dup_n_grams:
-        if _over(_dup_ngram_char_frac(words, int(n), word_chars), limit):
+        if _over(grams.dup_char_frac(int(n)), limit):
             return f"gopher_dup_{int(n)}_gram"
     return None
 

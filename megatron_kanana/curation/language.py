@@ -34,7 +34,7 @@ class LanguageIdentifier:
         self._model = _Model.from_model_file(MODEL_FILE, norm_probs=True)
 
     def identify(self, text: str) -> LanguageDecision:
-        lang, score = self._model.classify(text)
+        lang, score = self._model.classify(text[: self.section.max_chars])
         ratio_fn = SCRIPT_RATIO.get(lang)
         ratio = ratio_fn(codepoints(text)) if ratio_fn else 0.0
         if lang not in self.section.keep:
