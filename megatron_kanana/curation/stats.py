@@ -88,8 +88,9 @@ class PipelineStats:
             d = s.to_dict()
             rej = ", ".join(f"{k}={v}" for k, v in d["rejected"].items()) or "-"
             extra = ", ".join(f"{k}={v}" for k, v in d["counters"].items())
-            lines.append(f"{name:<12} {s.docs_in:>9} {s.docs_out:>9} {d['docs_per_s'] or 0:>10} "
-                         f"{d['mb_per_s'] or 0:>8}  {rej}" + (f" [{extra}]" if extra else ""))
+            rate, mbs = d["docs_per_s"], d["mb_per_s"]
+            lines.append(f"{name:<12} {s.docs_in:>9} {s.docs_out:>9} {'-' if rate is None else rate:>10} "
+                         f"{'-' if mbs is None else mbs:>8}  {rej}" + (f" [{extra}]" if extra else ""))
         return "\n".join(lines)
 
 
