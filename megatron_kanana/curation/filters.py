@@ -6,12 +6,21 @@ shard it handles.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from megatron_kanana.curation.classifier.model import FastTextClassifier
 from megatron_kanana.curation.config import PipelineConfig
 from megatron_kanana.curation.heuristics import check
 from megatron_kanana.curation.language import LanguageIdentifier
 from megatron_kanana.curation.pii import Anonymiser
 from megatron_kanana.curation.stats import PipelineStats
+
+
+class Verdict(NamedTuple):
+    text: str              # anonymised when kept
+    fields: dict | None    # fields to add to the output document; None when rejected
+    stage: str = ""        # the rejecting stage
+    reason: str = ""       # the rejecting rule
 
 
 class DocumentFilters:
@@ -22,21 +31,20 @@ class DocumentFilters:
         self.classifiers = {lang: FastTextClassifier.load(q.model_path)
                             for lang, q in config.quality.items() if q.model_path}
 
-    def apply(self, text: str, stats: PipelineStats) -> tuple[dict | None, str, str]:
-        """(fields to add, final text, "") if kept, else (None, stage, reason)."""
+    def apply(self, text: str, stats: PipelineStats) -> Verdict:
         size = len(text.encode("utf-8"))
         with stats.timed("language", size) as st:
             lang = self.language.identify(text)
             if lang.reason:
                 st.reject(lang.reason)
-                return None, "language", lang.reason
+                return Verdict(text, None, "language", lang.reason)
             st.docs_out += 1
             st.counters[lang.language] += 1
         with stats.timed("heuristics", size) as st:
             reason = check(text, self.config.heuristics[lang.language])
             if reason:
                 st.reject(reason)
-                return None, "heuristics", reason
+                return Verdict(text, None, "heuristics", reason)
             st.docs_out += 1
         with stats.timed("pii", size) as st:
             text, replaced = self.anonymiser.anonymise(text)
@@ -51,6 +59,6 @@ class DocumentFilters:
                 fields[quality.score_field] = round(score, 4)
                 if score < quality.threshold:
                     st.reject(f"quality_{lang.language}")
-                    return None, "quality", f"quality_{lang.language}"
+                    return Verdict(text, None, "quality", f"quality_{lang.language}")
                 st.docs_out += 1
-        return fields, text, ""
+        return Verdict(text, fields)

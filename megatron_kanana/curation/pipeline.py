@@ -25,7 +25,7 @@ import numpy as np
 
 from megatron_kanana.curation import dedup
 from megatron_kanana.curation.config import PipelineConfig
-from megatron_kanana.curation.filters import DocumentFilters
+from megatron_kanana.curation.filters import DocumentFilters, Verdict
 from megatron_kanana.curation.normalise import normalise_text
 from megatron_kanana.curation.shards import (AtomicJsonlWriter, discover_shards, read_documents,
                                              shard_name, write_json_atomic)
@@ -79,14 +79,15 @@ def _pass3(shard: Path, name: str, sig_path: Path, dedup_path: Path, output: Pat
             if i is None:  # empty after normalisation: counted in pass 1
                 continue
             if keep[i]:
-                fields, text, reason = filters.apply(normalise_text(raw, config.normalise), stats)
+                verdict = filters.apply(normalise_text(raw, config.normalise), stats)
             else:  # counted in pass 2
-                fields, text, reason = None, raw, dedup.REASONS[int(reasons[i])]
-            if fields is None:
+                verdict = Verdict(raw, None, "dedup", dedup.REASONS[int(reasons[i])])
+            if verdict.fields is None:
                 if rejected is not None:
-                    rejected.write({**doc, "line": line_no, "reject_reason": reason})
+                    rejected.write({**doc, "line": line_no, "reject_stage": verdict.stage,
+                                    "reject_reason": verdict.reason})
                 continue
-            kept.write({**doc, key: text, "cluster_size": int(sizes[i]), **fields})
+            kept.write({**doc, key: verdict.text, "cluster_size": int(sizes[i]), **verdict.fields})
         kept.commit()
         if rejected is not None:
             rejected.commit()

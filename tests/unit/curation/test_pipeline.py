@@ -61,9 +61,9 @@ def test_end_to_end_stats_and_output(tmp_path):
     assert by_id[12]["cluster_size"] == 2 and by_id[13]["cluster_size"] == 2 and by_id[0]["cluster_size"] == 1
     assert by_id[10]["language"] == "ko" and by_id[0]["language"] == "en"
     assert "<EMAIL>" in by_id["pii"]["text"] and "bob@" not in by_id["pii"]["text"]
-    rejected = {d["id"]: d["reject_reason"] for d in _read(tmp_path / "out/rejected/sub__b.jsonl")}
-    assert rejected == {"nfd": "exact_duplicate", "respaced": "near_duplicate", "de": "language_other",
-                        "short": "gopher_min_words"}
+    rejected = {d["id"]: (d["reject_stage"], d["reject_reason"]) for d in _read(tmp_path / "out/rejected/sub__b.jsonl")}
+    assert rejected == {"nfd": ("dedup", "exact_duplicate"), "respaced": ("dedup", "near_duplicate"),
+                        "de": ("language", "language_other"), "short": ("heuristics", "gopher_min_words")}
     assert json.loads((tmp_path / "out/stats.json").read_text()) == stats
 
 
