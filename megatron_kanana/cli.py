@@ -14,6 +14,9 @@ import sys
 
 # name -> (module, one-line help). Keep sorted by name.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "curate": ("megatron_kanana.curation.curate", "Curate JSONL shards: dedup, heuristics, language ID, PII, quality"),
+    "curate-train-classifier": ("megatron_kanana.curation.classifier.train",
+                                "Train the fastText-style quality classifier, iteratively"),
     "demo": ("megatron_kanana.demo", "Run the main job: a tiny Kanana model trained on CPU processes"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),
