@@ -1,0 +1,103 @@
+"""The root config: one object made of sections, read from YAML plus dotted overrides.
+
+    cfg = load_config("examples/demo/demo.yaml", ["parallel.tensor_model_parallel_size=2"])
+
+Each component receives its own section. `model` names a preset and may
+override any of its fields. `check()` is the one cross-section check.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from megatron_kanana.config.section import ConfigError, Section
+from megatron_kanana.models.presets import get_preset
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.parallel.config import ParallelConfig
+from megatron_kanana.training.checkpoint_config import CheckpointConfig
+from megatron_kanana.training.data import DataConfig
+from megatron_kanana.training.lr_schedule import ScheduleConfig
+from megatron_kanana.training.metrics import LoggingConfig
+from megatron_kanana.training.optim import OptimConfig
+from megatron_kanana.training.run_config import RunConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Section):
+    run: RunConfig = field(metadata={"help": "Run directory, seed, stopping rules."})
+    model: ModelShape = field(metadata={"help": "Model shape: {preset: NAME, <field>: override, ...}."})
+    data: DataConfig = field(metadata={"help": "Mixture, tokenizer, batch sizes."})
+    parallel: ParallelConfig = field(default_factory=ParallelConfig, metadata={"help": "TP/PP/VPP/SP/CP."})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "AdamW, clipping, z-loss."})
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig, metadata={"help": "LR schedule template."})
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Saving and loading."})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Log lines and sinks."})
+
+    @classmethod
+    def from_dict(cls, data, prefix: str = ""):
+        data = dict(data or {})
+        if "model" in data:
+            data["model"] = resolve_model(data["model"])
+        return super().from_dict(data, prefix)
+
+    def check(self, tokenizer_vocab_size: Optional[int] = None) -> None:
+        """The cross-section check (layout checks need the world size: parallel.config.check_layout)."""
+        if self.data.seq_length > self.model.max_position_embeddings:
+            raise ConfigError(f"data.seq_length ({self.data.seq_length}) exceeds "
+                              f"model.max_position_embeddings ({self.model.max_position_embeddings})")
+        if tokenizer_vocab_size is not None and tokenizer_vocab_size > self.model.vocab_size:
+            raise ConfigError(f"the tokenizer has {tokenizer_vocab_size} tokens but model.vocab_size is "
+                              f"{self.model.vocab_size}")
+
+
+def resolve_model(model: Any) -> ModelShape:
+    if isinstance(model, ModelShape):
+        return model
+    if isinstance(model, str):
+        return get_preset(model)
+    if not isinstance(model, dict):
+        raise ConfigError(f"model: expected a preset name or a mapping, got {type(model).__name__}")
+    model = dict(model)
+    base = get_preset(model.pop("preset")).to_dict() if "preset" in model else {}
+    base.update(model)
+    return ModelShape.from_dict(base, prefix="model")
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """`a.b.c=value`: value parsed as YAML (so 2 is an int, [1,2] a list, null None)."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} is not of the form dotted.key=value")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {key}: {part} is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    _resolve_relative_paths(data, path.parent)
+    return TrainConfig.from_dict(data)
+
+
+def _resolve_relative_paths(data: dict, base: Path) -> None:
+    """Paths in a config file are relative to the file, so configs work from any cwd."""
+    for section, key in (("data", "mixture"), ("data", "tokenizer"), ("run", "output_dir"), ("checkpoint", "load")):
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith("$"):
+            data[section][key] = str((base / value).resolve())

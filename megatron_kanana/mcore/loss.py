@@ -1,0 +1,50 @@
+"""Vocab-parallel language-model loss with Kanana's z-loss.
+
+The output layer leaves logits split over tensor-parallel ranks along the
+vocabulary ([b, s, V/tp]). Cross-entropy and the z-loss both need the log of the
+partition function over the *whole* vocabulary; we reduce max and sum-exp
+across the TP group instead of gathering logits, then
+
+    ce = logsumexp - logit[target]          z = coef * logsumexp**2
+
+(z-loss, PaLM/Kanana: keeps the softmax normaliser near 1; coefficient 5e-6).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel.mappings import reduce_from_tensor_model_parallel_region
+
+
+def vocab_parallel_logsumexp(logits: torch.Tensor) -> torch.Tensor:
+    group = parallel_state.get_tensor_model_parallel_group()
+    logits = logits.float()
+    local_max = logits.max(dim=-1).values.detach()
+    if parallel_state.get_tensor_model_parallel_world_size() > 1:
+        dist.all_reduce(local_max, op=dist.ReduceOp.MAX, group=group)
+    sum_exp = torch.exp(logits - local_max.unsqueeze(-1)).sum(dim=-1)
+    sum_exp = reduce_from_tensor_model_parallel_region(sum_exp)
+    return torch.log(sum_exp) + local_max
+
+
+def vocab_parallel_target_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    vocab_local = logits.shape[-1]
+    start = parallel_state.get_tensor_model_parallel_rank() * vocab_local
+    outside = (target < start) | (target >= start + vocab_local)
+    local_target = (target - start).clamp(0, vocab_local - 1)
+    picked = logits.float().gather(-1, local_target.unsqueeze(-1)).squeeze(-1)
+    picked = picked.masked_fill(outside, 0.0)
+    return reduce_from_tensor_model_parallel_region(picked)
+
+
+def lm_loss_with_z(logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.Tensor,
+                   z_loss_coef: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, mean cross-entropy, mean z-loss) over the tokens where loss_mask is 1."""
+    lse = vocab_parallel_logsumexp(logits)
+    ce = lse - vocab_parallel_target_logit(logits, target)
+    mask = loss_mask.float()
+    denom = mask.sum().clamp(min=1.0)
+    ce_mean = (ce * mask).sum() / denom
+    z_mean = z_loss_coef * (lse.square() * mask).sum() / denom
+    return ce_mean + z_mean, ce_mean, z_mean
