@@ -24,8 +24,10 @@ def _rms_norm_fwd(x_ptr, res_ptr, w_ptr, y_ptr, res_out_ptr, rstd_ptr, n_cols, e
     offs = row * n_cols + cols
     x = tl.load(x_ptr + offs, mask=mask, other=0.0)
     if HAS_RESIDUAL:
-        # Add in the storage dtype, like the reference: this sum is the residual stream.
-        x = x + tl.load(res_ptr + offs, mask=mask, other=0.0)
+        # Add in fp32 and round once to the storage dtype, like torch's bf16 add: this rounded
+        # sum is the residual stream, and the norm below reads it (as the reference does).
+        res = tl.load(res_ptr + offs, mask=mask, other=0.0)
+        x = (x.to(tl.float32) + res.to(tl.float32)).to(x.dtype)
         tl.store(res_out_ptr + offs, x, mask=mask)
     xf = x.to(tl.float32)
     rstd = 1.0 / tl.sqrt(tl.sum(xf * xf, axis=0) / n_cols + eps)
