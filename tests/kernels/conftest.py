@@ -10,18 +10,21 @@ triton is not yet imported and records whether the interpreter is really on.
 If it is not (and there is no GPU to run the kernels natively), the in-process
 Triton tests skip with a pointer to test_interpreter_isolation.py, which then
 runs this folder again in a fresh pytest process with TRITON_INTERPRET=1, so the
-kernels are tested exactly once either way.
+kernels are tested exactly once either way. The variable stays set for the rest
+of the session (harmless on CPU: nothing else launches Triton kernels there).
 """
 from __future__ import annotations
 
 import os
 import sys
 
-if "triton" not in sys.modules:
-    os.environ["TRITON_INTERPRET"] = "1"
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# On a GPU machine the kernels run natively on CUDA tensors instead, and the
+# variable is left alone so GPU tests elsewhere in the session compile for real.
+if "triton" not in sys.modules and not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"
 
 
 def _interpreter_active() -> bool:
