@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 import sys
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 # On a GPU machine the kernels run natively on CUDA tensors instead, and the
 # variable is left alone so GPU tests elsewhere in the session compile for real.

@@ -22,7 +22,8 @@ def _ce_inputs(device, dtype, seed=0):
     weight = (torch.randn(VOCAB, HIDDEN, generator=g) / HIDDEN ** 0.5).to(device, dtype)
     labels = torch.randint(0, VOCAB, (TOKENS,), generator=g).to(device)
     labels[[3, 17]] = -100
-    return hidden, weight, labels, torch.rand(TOKENS, generator=g).to(device), torch.rand(TOKENS, generator=g).to(device)
+    g_loss, g_z = (torch.rand(TOKENS, generator=g).to(device) for _ in range(2))
+    return hidden, weight, labels, g_loss, g_z
 
 
 def _ce_run(impl, hidden, weight, labels, g_loss, g_z, use_z=True):

@@ -14,6 +14,7 @@ import triton.language as tl
 from kanana_kernels.dispatch import block_size, ensure_launchable
 
 _BLOCK_V_CAP = 4096
+_NUM_WARPS = 8  # a 4096-wide fp32 block over 256 threads: 16 values per thread per live tensor
 
 
 @triton.jit
@@ -110,26 +111,28 @@ def _rows(x: torch.Tensor, op: str, kernel) -> tuple[int, int]:
 def ce_stats(logits: torch.Tensor, labels: torch.Tensor, v_start: int):
     rows, block = _rows(logits, "fused_linear_cross_entropy", _ce_stats_kernel)
     m, se, tgt = (torch.empty(rows, dtype=torch.float32, device=logits.device) for _ in range(3))
-    _ce_stats_kernel[(rows,)](logits, labels.contiguous(), m, se, tgt, logits.shape[1], v_start, BLOCK_V=block)
+    _ce_stats_kernel[(rows,)](logits, labels.contiguous(), m, se, tgt, logits.shape[1], v_start,
+                              BLOCK_V=block, num_warps=_NUM_WARPS)
     return m, se, tgt
 
 
 def ce_grad_(logits, labels, lse, g_loss, g_z, z_loss_coef: float, v_start: int) -> torch.Tensor:
     rows, block = _rows(logits, "fused_linear_cross_entropy", _ce_grad_kernel)
     _ce_grad_kernel[(rows,)](logits, labels.contiguous(), lse.contiguous(), g_loss.contiguous(), g_z.contiguous(),
-                             z_loss_coef, logits.shape[1], v_start, BLOCK_V=block)
+                             z_loss_coef, logits.shape[1], v_start, BLOCK_V=block, num_warps=_NUM_WARPS)
     return logits
 
 
 def kl_stats(t_logits: torch.Tensor, s_logits: torch.Tensor, inv_temp: float):
     rows, block = _rows(s_logits, "fused_linear_kl_div", _kl_stats_kernel)
     out = [torch.empty(rows, dtype=torch.float32, device=s_logits.device) for _ in range(5)]
-    _kl_stats_kernel[(rows,)](t_logits, s_logits, *out, s_logits.shape[1], inv_temp, BLOCK_V=block)
+    _kl_stats_kernel[(rows,)](t_logits, s_logits, *out, s_logits.shape[1], inv_temp,
+                              BLOCK_V=block, num_warps=_NUM_WARPS)
     return tuple(out)
 
 
 def kl_grad_(t_logits, s_logits, lse_t, lse_s, scale, inv_temp: float) -> torch.Tensor:
     rows, block = _rows(s_logits, "fused_linear_kl_div", _kl_grad_kernel)
     _kl_grad_kernel[(rows,)](t_logits, s_logits, lse_t.contiguous(), lse_s.contiguous(), scale.contiguous(),
-                             s_logits.shape[1], inv_temp, BLOCK_V=block)
+                             s_logits.shape[1], inv_temp, BLOCK_V=block, num_warps=_NUM_WARPS)
     return s_logits
