@@ -62,7 +62,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         z_loss_coef, chunk_size, group, ops, v_start = ctx.args
         g_loss = torch.zeros_like(lse) if g_loss is None else g_loss.float() * valid
         g_z = torch.zeros_like(lse) if g_z is None else g_z.float() * valid
-        grad_hidden = torch.empty_like(hidden)
+        grad_hidden = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device)
         grad_weight = _grad_weight_buffer(weight)
         for start in range(0, hidden.shape[0], chunk_size):
             end = min(start + chunk_size, hidden.shape[0])
@@ -101,7 +101,7 @@ class LinearKLDivFunction(torch.autograd.Function):
         temperature, chunk_size, group, ops = ctx.args
         # d(T² · KL)/d student_logit = T² · (p_s - p_t) / T
         scale = g_kl.float() * temperature
-        grad_hidden = torch.empty_like(s_hidden)
+        grad_hidden = torch.empty(s_hidden.shape, dtype=s_hidden.dtype, device=s_hidden.device)
         grad_weight = _grad_weight_buffer(s_weight)
         for start in range(0, s_hidden.shape[0], chunk_size):
             end = min(start + chunk_size, s_hidden.shape[0])

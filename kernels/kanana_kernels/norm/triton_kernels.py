@@ -12,7 +12,11 @@ import triton.language as tl
 
 from kanana_kernels.dispatch import block_size, ensure_launchable
 
-_MAX_HIDDEN = 65536
+_MAX_HIDDEN = 16384  # a row lives in registers; wider rows would spill
+
+
+def _num_warps(block: int) -> int:
+    return min(max(block // 256, 1), 16)  # about 8 fp32 values per thread
 
 
 @triton.jit
@@ -82,9 +86,10 @@ class RMSNormFunction(torch.autograd.Function):
         y = torch.empty_like(x2)
         res_out = torch.empty_like(x2) if res2 is not None else None
         rstd = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)
+        block = block_size(n_cols, _MAX_HIDDEN)
         _rms_norm_fwd[(x2.shape[0],)](x2, res2 if res2 is not None else x2, weight.contiguous(), y,
                                       res_out if res_out is not None else y, rstd, n_cols, eps,
-                                      HAS_RESIDUAL=res2 is not None, BLOCK=block_size(n_cols, _MAX_HIDDEN))
+                                      HAS_RESIDUAL=res2 is not None, BLOCK=block, num_warps=_num_warps(block))
         normed_input = res_out if res_out is not None else x2
         ctx.save_for_backward(normed_input, weight, rstd)
         ctx.has_residual = residual is not None
@@ -100,10 +105,11 @@ class RMSNormFunction(torch.autograd.Function):
         dres2 = dres_out.reshape(-1, n_cols).contiguous() if dres_out is not None else None
         dx = torch.empty_like(x2)
         programs = _num_programs(n_rows, x2.device)
+        block = block_size(n_cols, _MAX_HIDDEN)
         dw_part = torch.empty(programs, n_cols, dtype=torch.float32, device=x2.device)
         _rms_norm_bwd[(programs,)](dy2, dres2 if dres2 is not None else dy2, x2, weight.contiguous(), rstd,
                                    dx, dw_part, n_rows, n_cols, triton.cdiv(n_rows, programs),
-                                   HAS_DRES=dres2 is not None, BLOCK=block_size(n_cols, _MAX_HIDDEN))
+                                   HAS_DRES=dres2 is not None, BLOCK=block, num_warps=_num_warps(block))
         dw = dw_part.sum(0).to(weight.dtype)
         dx = dx.view(dy.shape)
         return dx, dw, (dx if ctx.has_residual else None), None
