@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
+import torch.distributed as dist
 from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 
 def model_sharded_state_dict(chunks: list[torch.nn.Module]) -> dict:
@@ -56,3 +59,72 @@ def gradients_as_weights(chunks: list[torch.nn.Module]) -> Iterator[None]:
     finally:
         for p, data in saved:
             p.data = data
+
+
+def save_training_state(chunks: list[torch.nn.Module], optimizer, directory: str | Path,
+                        async_queue: "AsyncCallsQueue | None" = None, on_done=None) -> None:
+    """Model + optimizer (fully sharded in model space, so it reshards on load)
+    into `directory` (which must exist and be empty). With `async_queue` the
+    write happens in the background and `on_done()` runs on every rank once all
+    shards are on disk; otherwise `on_done()` runs before returning."""
+    model_sd = model_sharded_state_dict(chunks)
+    state = dict(model_sd)
+    if optimizer is not None:
+        state["optimizer"] = optimizer.sharded_state_dict(model_sd)
+    if async_queue is None:
+        dist_checkpointing.save(state, str(directory))
+        if on_done is not None:
+            on_done()
+        return
+    request = dist_checkpointing.save(state, str(directory), async_sharded_save=True)
+    if on_done is not None:
+        request.add_finalize_fn(on_done)
+    async_queue.schedule_async_request(request)
+
+
+def new_async_queue() -> AsyncCallsQueue:
+    return AsyncCallsQueue()
+
+
+def load_training_state(chunks: list[torch.nn.Module], optimizer, directory: str | Path) -> None:
+    """Load model (and optimizer, when given) from a checkpoint saved at any layout."""
+    model_sd = model_sharded_state_dict(chunks)
+    request = dict(model_sd)
+    if optimizer is not None:
+        request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True)
+    state = dist_checkpointing.load(request, str(directory))
+    modules = [getattr(c, "module", c) for c in chunks]
+    for i, m in enumerate(modules):
+        m.load_state_dict(state["model"] if len(modules) == 1 else state[f"model{i}"], strict=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+
+
+def checkpoint_has_optimizer(directory: str | Path) -> bool:
+    """Whether a dist checkpoint holds optimizer state (model-only ones do not)."""
+    metadata = dist_checkpointing.load_tensors_metadata(str(directory))
+    return any(key.startswith("optimizer.") for key in metadata)
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This rank's RNG streams as plain tensors (safe to load with weights_only)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    for name, value in get_cuda_rng_tracker().get_states().items():
+        state[f"tracker.{name}"] = value
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    tracker = {k[len("tracker."):]: v for k, v in state.items() if k.startswith("tracker.")}
+    if tracker:
+        get_cuda_rng_tracker().set_states(tracker)
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()

@@ -54,9 +54,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _env_from_slurm() -> None:
+    """`srun python -m megatron_kanana.cli train ...` (one task per GPU, no torchrun):
+    map SLURM's task variables to torch.distributed's. MASTER_ADDR/PORT come from
+    the sbatch script. Signals then reach every training process directly."""
+    if "RANK" in os.environ or "SLURM_PROCID" not in os.environ or "MASTER_ADDR" not in os.environ:
+        return
+    os.environ["RANK"] = os.environ["SLURM_PROCID"]
+    os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
+    os.environ.setdefault("MASTER_PORT", "29500")
+
+
 def _init_process_group(device: str, timeout_s: int) -> None:
     if dist.is_initialized():
         return
+    _env_from_slurm()
     backend = "nccl" if device == "cuda" else "gloo"
     timeout = datetime.timedelta(seconds=timeout_s)
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun / srun wrapper
@@ -72,6 +85,7 @@ def initialize(parallel: ParallelConfig, shape: ModelShape, seed: int = 1234,
                timeout_s: int = 600) -> Runtime:
     """Validate the layout, start torch.distributed and megatron's groups, seed RNGs."""
     device = select_device()
+    _env_from_slurm()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     layout = check_layout(parallel, shape, world_size, device)
     if device == "cpu":

@@ -136,22 +136,27 @@ def _comm_device() -> torch.device:
 def train_step(chunks: list[DistributedDataParallel], optimizer, forward_step: ForwardStep,
                micro_batches: list, micro_batch_size: int, seq_length: int,
                loss_key: str = "lm loss", extra_keys: tuple[str, ...] = (), force_all_reduce: bool = False,
-               before_optimizer: Optional[Callable[[], None]] = None) -> StepResult:
+               before_optimizer: Optional[Callable[[], None]] = None,
+               should_step: Optional[Callable[[float], bool]] = None) -> StepResult:
     """Forward/backward over all micro-batches, gradient reduction, clip, optimizer step.
 
     `extra_keys` name further entries of the loss dicts to average (e.g. "z loss");
-    every rank must pass the same keys, since averaging is a collective."""
+    every rank must pass the same keys, since averaging is a collective.
+    `should_step(loss)` sees the same averaged loss on every rank; returning False
+    skips the optimizer step (the NaN guard), so all ranks skip together."""
     for chunk in chunks:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
     loss_dicts = run_schedule(chunks, forward_step, micro_batches, micro_batch_size, seq_length,
                               force_all_reduce=force_all_reduce)
+    loss = average_losses(loss_dicts, loss_key)
+    extra = {k: average_losses(loss_dicts, k) for k in extra_keys}
+    if should_step is not None and not should_step(loss):
+        return StepResult(loss=loss, grad_norm=None, update_successful=False, extra=extra)
     if before_optimizer is not None:
         before_optimizer()
     update_successful, grad_norm, _ = optimizer.step()
-    extra = {k: average_losses(loss_dicts, k) for k in extra_keys}
-    return StepResult(loss=average_losses(loss_dicts, loss_key), grad_norm=grad_norm,
-                      update_successful=bool(update_successful), extra=extra)
+    return StepResult(loss=loss, grad_norm=grad_norm, update_successful=bool(update_successful), extra=extra)
 
 
 def gpt_forward_step(batch_iter: Iterator, model: torch.nn.Module):

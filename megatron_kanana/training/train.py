@@ -1,0 +1,63 @@
+"""`kanana train CONFIG.yaml [dotted.key=value ...]`: staged pre-training on megatron-core.
+
+    torchrun --nproc-per-node 8 -m megatron_kanana.cli train examples/pretrain/kanana_8b_stage1.yaml
+    srun ... python -m megatron_kanana.cli train CONFIG.yaml          # one task per GPU (SLURM)
+    kanana train CONFIG.yaml --nproc 2                                # spawns torchrun itself (CPU dev)
+    kanana train CONFIG.yaml --dry-run                                # resolved config + launch command
+
+Parse config → build → train → close. Exit status 0 when the run finished or
+stopped to be resumed (signal, exit_after_steps); 3 when training diverged.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+import yaml
+
+from megatron_kanana.config.root import TrainConfig, load_config
+from megatron_kanana.config.section import ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="training config YAML")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides (values parsed as YAML)")
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and launch command, then exit")
+    parser.add_argument("--nproc", type=int, default=None,
+                        help="launch this many local processes with torchrun (when not already under a launcher)")
+
+
+def launch_command(cfg: TrainConfig, config_path: str, overrides: list[str], nproc: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--max-restarts=0",
+            "-m", "megatron_kanana.cli", "train", config_path, *overrides]
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config, args.overrides)
+        cfg.check()
+    except ConfigError as e:
+        print(f"kanana train: config error: {e}", file=sys.stderr)
+        return 2
+    under_launcher = "RANK" in os.environ or "SLURM_PROCID" in os.environ
+    nproc = args.nproc or cfg.parallel.model_parallel_size
+    if args.dry_run:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
+        print("launch: " + " ".join(launch_command(cfg, args.config, args.overrides, nproc)))
+        return 0
+    if args.nproc and not under_launcher:
+        return subprocess.call(launch_command(cfg, args.config, args.overrides, args.nproc))
+    return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> int:
+    from megatron_kanana.training.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    try:
+        reason = trainer.train()
+    finally:
+        trainer.close()
+    return 3 if reason == "diverged" else 0

@@ -1,0 +1,202 @@
+"""The training loop: stages of a mixture on megatron-core, with exact resume.
+
+    trainer = Trainer(config); trainer.train(); trainer.close()
+
+Per step: LR from the stage plan → this rank's micro-batches → megatron's
+schedule (forward/backward, gradient reduction) → NaN guard → optimizer step →
+metrics → maybe validate / save / stop. The data position and the LR are pure
+functions of the global step, so a resumed run repeats nothing and skips
+nothing.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from megatron_kanana.config.root import TrainConfig
+from megatron_kanana.log import get_logger
+from megatron_kanana.mcore import model as mcore_model, runtime, step as mcore_step
+from megatron_kanana.mcore.datasets import build_gpt_datasets
+from megatron_kanana.training.checkpointer import Checkpointer
+from megatron_kanana.training.data import collate, micro_batches
+from megatron_kanana.training.lm_step import make_forward_step
+from megatron_kanana.training.metrics import MetricsLogger
+from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
+from megatron_kanana.training.stages import StagePlan, plan_stages
+
+log = get_logger(__name__)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        from megatron_kanana.data.tokenizer import load_tokenizer
+
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run.output_dir)
+        self.tokenizer = load_tokenizer(cfg.data.tokenizer)
+        cfg.check(self.tokenizer.vocab_size)
+        self.plan: StagePlan = plan_stages(cfg.data, cfg.schedule)
+        self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
+        self.num_micro = cfg.data.accumulation_steps(self.rt.layout.data)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, self.rt.device, bf16=cfg.optim.bf16)
+        self.chunks = mcore_step.wrap_ddp(mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length),
+                                          use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
+        peak_lr = cfg.schedule.lr
+        self.optimizer = mcore_step.build_optimizer(self.chunks, mcore_step.OptimizerSettings(
+            lr=peak_lr, weight_decay=cfg.optim.decay_for(peak_lr), adam_beta1=cfg.optim.adam_beta1,
+            adam_beta2=cfg.optim.adam_beta2, adam_eps=cfg.optim.adam_eps, clip_grad=cfg.optim.clip_grad,
+            use_distributed_optimizer=cfg.optim.use_distributed_optimizer))
+        self.forward_step = make_forward_step(cfg.optim.z_loss_coef)
+        layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
+                      "vpp": self.rt.layout.virtual_pipeline}
+        self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
+                                         on_gpu=self.rt.device == "cuda")
+        self.nan_guard = NanGuard(cfg.run.max_consecutive_nan_steps)
+        self.step = self.plan.first_step(self.plan.start_index)  # global step: steps finished so far
+        self.consumed_tokens = 0
+        self._resume()
+        self.metrics = MetricsLogger(self.run_dir, cfg.logging, total_iterations=self.plan.end_step,
+                                     flops_per_token=cfg.model.flops_per_token(cfg.data.seq_length),
+                                     num_gpus=self.rt.world_size, start_iteration=self.step,
+                                     run_config=cfg.to_dict(), rank=self.rt.rank,
+                                     on_gpu=self.rt.device == "cuda")
+        self._datasets: dict[int, tuple] = {}
+
+    # -- resume ----------------------------------------------------------------------------
+    def _resume(self) -> None:
+        directory, own = self.checkpointer.find_resume_point()
+        if directory is None:
+            log.info(f"fresh run: {self.plan.end_step - self.step} steps over stages "
+                     f"{[self.plan.stages[i].name for i in self.plan.run_range]}")
+            return
+        meta = self.checkpointer.load(self.chunks, self.optimizer, directory, own)
+        if own and not self.cfg.checkpoint.reset_progress:
+            state = meta["train_state"]
+            self.step, self.consumed_tokens = state["step"], state["consumed_tokens"]
+            if "nan_guard" in state:
+                self.nan_guard.load_state_dict(state["nan_guard"])
+            log.info(f"resumed at step {self.step} ({self.consumed_tokens:,} tokens consumed)")
+
+    def _meta(self) -> dict:
+        return {"train_state": {"step": self.step, "consumed_tokens": self.consumed_tokens,
+                                "nan_guard": self.nan_guard.state_dict()},
+                "config": self.cfg.to_dict(), "model": self.cfg.model.to_dict(),
+                "tokenizer": str(self.cfg.data.tokenizer)}
+
+    def save(self) -> None:
+        self.checkpointer.save(self.chunks, self.optimizer, self.step, self._meta())
+
+    # -- data ------------------------------------------------------------------------------
+    def _stage_datasets(self, index: int):
+        if index not in self._datasets:
+            stage, data = self.plan.stages[index], self.cfg.data
+            cache = self.run_dir / "data_cache"
+            train, _ = build_gpt_datasets(stage.blend, seq_length=data.seq_length, seed=self.cfg.run.seed,
+                                          tokenizer=self.tokenizer, num_train_samples=stage.steps * data.global_batch_size,
+                                          num_valid_samples=0, split=data.split, cache_dir=cache)
+            valid = {}
+            if data.eval_samples and data.split[1] > 0:
+                for category, blend in sorted(stage.categories.items()):
+                    _, valid[category] = build_gpt_datasets(
+                        blend, seq_length=data.seq_length, seed=self.cfg.run.seed, tokenizer=self.tokenizer,
+                        num_train_samples=1, num_valid_samples=data.eval_samples, split=data.split, cache_dir=cache)
+            self._datasets = {index: (train, valid)}  # keep one stage's datasets alive at a time
+        return self._datasets[index]
+
+    # -- loop ------------------------------------------------------------------------------
+    def train(self) -> str:
+        """Run until the selected stages end, a stop is requested, or training diverges.
+        Returns why it stopped: "done", "signal", "exit_after_steps" or "diverged"."""
+        self.checkpointer.install_signal_handlers()
+        steps_this_run = 0
+        while self.step < self.plan.end_step:
+            stage_index, stage_step = self.plan.locate(self.step)
+            try:
+                self._train_one_step(stage_index, stage_step)
+            except TrainingDiverged as e:
+                log.error(f"stopping: {e}; saving the last good state")
+                self.save()
+                return "diverged"
+            steps_this_run += 1
+            stage_done = self.plan.locate(self.step)[0] != stage_index
+            self._maybe_validate(stage_index, stage_done)
+            reason = self._stop_reason(steps_this_run)
+            if reason or self._periodic_save_due() or stage_done:
+                self.save()
+            if reason:
+                return reason
+        return "done"
+
+    def _train_one_step(self, stage_index: int, stage_step: int) -> None:
+        data = self.cfg.data
+        lr = self.plan.lr(self.step)
+        mcore_step.set_learning_rate(self.optimizer, lr)
+        train, _ = self._stage_datasets(stage_index)
+        batches = micro_batches(train, stage_step, data, runtime.data_rank(), self.rt.layout.data)
+        start = time.perf_counter()
+        result = mcore_step.train_step(self.chunks, self.optimizer, self.forward_step, batches,
+                                       data.micro_batch_size, data.seq_length, extra_keys=("z loss",),
+                                       should_step=self._loss_is_good)
+        seconds = time.perf_counter() - start
+        skipped = not result.update_successful
+        tokens = data.global_batch_size * data.seq_length
+        self.step += 1
+        self.consumed_tokens += tokens
+        self.metrics.log_step(self.step, loss=result.loss, lr=lr, tokens=tokens, seconds=seconds,
+                              consumed_tokens=self.consumed_tokens, z_loss=result.extra.get("z loss"),
+                              grad_norm=result.grad_norm, skipped=skipped)
+        self.checkpointer.poll()
+
+    def _loss_is_good(self, loss: float) -> bool:
+        return self.nan_guard.check(loss, step=self.step + 1)  # raises TrainingDiverged after too many
+
+    def _periodic_save_due(self) -> bool:
+        interval = self.cfg.checkpoint.save_interval
+        return bool(interval) and self.step % interval == 0
+
+    def _stop_reason(self, steps_this_run: int) -> Optional[str]:
+        if self.checkpointer.signal_received():
+            return "signal"
+        limit = self.cfg.run.exit_after_steps
+        if limit is not None and steps_this_run >= limit and self.step < self.plan.end_step:
+            return "exit_after_steps"
+        return None
+
+    # -- validation ------------------------------------------------------------------------
+    def _maybe_validate(self, stage_index: int, stage_done: bool) -> None:
+        interval = self.cfg.data.eval_interval
+        if not (stage_done or (interval and self.step % interval == 0)):
+            return
+        losses = self.validate(stage_index)
+        if losses:
+            self.metrics.log_validation(self.step, losses)
+
+    def validate(self, stage_index: int) -> dict[str, float]:
+        _, valid = self._stage_datasets(stage_index)
+        data = self.cfg.data
+        losses = {}
+        for chunk in self.chunks:
+            chunk.eval()
+        for category, dataset in valid.items():
+            dp, rank = self.rt.layout.data, runtime.data_rank()
+            per_rank = max(1, len(dataset) // dp) // data.micro_batch_size * data.micro_batch_size
+            if per_rank == 0:
+                continue
+            samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
+            batches = [collate(samples[i:i + data.micro_batch_size]) for i in range(0, per_rank, data.micro_batch_size)]
+            with torch.no_grad():
+                dicts = mcore_step.run_schedule(self.chunks, self.forward_step, batches, data.micro_batch_size,
+                                                data.seq_length, forward_only=True)
+            losses[category] = mcore_step.average_losses(dicts, "lm loss")
+        for chunk in self.chunks:
+            chunk.train()
+        return losses
+
+    def close(self) -> None:
+        self.checkpointer.finalize()
+        self.metrics.close()
+        runtime.shutdown()
