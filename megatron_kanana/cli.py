@@ -15,7 +15,11 @@ import sys
 # name -> (module, one-line help). Keep sorted by name.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("megatron_kanana.demo", "Run the main job: a tiny Kanana model trained on CPU processes"),
+    "mixture": ("megatron_kanana.data.mixture_report", "Show a stage mixture: shares, tokens available, epochs"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
+    "preprocess": ("megatron_kanana.data.preprocess", "Tokenize JSONL into a megatron-core indexed dataset"),
+    "preprocess-merge": ("megatron_kanana.data.preprocess_merge", "Concatenate indexed datasets into one"),
+    "train-tokenizer": ("megatron_kanana.data.tokenizer_training", "Train a bilingual SentencePiece BPE tokenizer"),
 }
 
 
