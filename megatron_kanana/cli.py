@@ -18,9 +18,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "curate-train-classifier": ("megatron_kanana.curation.classifier.train",
                                 "Train the fastText-style quality classifier, iteratively"),
     "demo": ("megatron_kanana.demo", "Run the main job: a tiny Kanana model trained on CPU processes"),
-    "train": ("megatron_kanana.training.train", "Pre-train on megatron-core from a sectioned YAML config"),
+    "mixture": ("megatron_kanana.data.mixture_report", "Show a stage mixture: shares, tokens available, epochs"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),
+    "preprocess": ("megatron_kanana.data.preprocess", "Tokenize JSONL into a megatron-core indexed dataset"),
+    "preprocess-merge": ("megatron_kanana.data.preprocess_merge", "Concatenate indexed datasets into one"),
+    "train": ("megatron_kanana.training.train", "Pre-train on megatron-core from a sectioned YAML config"),
+    "train-tokenizer": ("megatron_kanana.data.tokenizer_training", "Train a bilingual SentencePiece BPE tokenizer"),
 }
 
 

@@ -1,0 +1,57 @@
+"""Finding and checking finished indexed datasets (PREFIX.bin + PREFIX.idx).
+
+The trainer calls `check_nonempty(prefix)` on every dataset before handing it to
+megatron-core: a dataset with zero tokens makes GPTDataset loop forever while it
+counts epochs, so it is refused here with an error naming the file.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+from megatron_kanana.mcore.indexed import IndexSummary, read_summary
+
+
+class DatasetError(ValueError):
+    """An indexed dataset is missing, incomplete or unusable."""
+
+
+class EmptyDatasetError(DatasetError):
+    """An indexed dataset holds no tokens."""
+
+
+def is_complete(prefix: str) -> bool:
+    """Both halves exist (the .idx is written last, so a crashed run never looks complete)."""
+    return os.path.isfile(prefix + ".bin") and os.path.isfile(prefix + ".idx")
+
+
+def dataset_summary(prefix: str) -> IndexSummary:
+    """Document and token counts of PREFIX, or a DatasetError saying what is missing."""
+    if not is_complete(prefix):
+        missing = [p for p in (prefix + ".bin", prefix + ".idx") if not os.path.isfile(p)]
+        raise DatasetError(f"dataset {prefix}: missing {', '.join(missing)}")
+    try:
+        return read_summary(prefix)
+    except Exception as e:  # megatron raises bare AssertionErrors on a foreign or truncated .idx
+        raise DatasetError(f"dataset {prefix}: unreadable index ({type(e).__name__}: {e})") from None
+
+
+def check_nonempty(prefix: str) -> IndexSummary:
+    """The dataset's summary; EmptyDatasetError if it holds zero tokens."""
+    summary = dataset_summary(prefix)
+    if summary.num_tokens == 0:
+        raise EmptyDatasetError(
+            f"dataset {prefix} holds 0 tokens ({summary.num_documents} documents); megatron-core's GPTDataset "
+            "would loop forever on it. Re-run `kanana preprocess` on non-empty input or drop it from the mixture."
+        )
+    return summary
+
+
+def expand_prefixes(pattern: str) -> list[str]:
+    """Dataset prefixes named by a prefix or a glob (matched against PREFIX.idx files), sorted."""
+    if not glob.has_magic(pattern):
+        return [pattern]
+    found = sorted(p[: -len(".idx")] for p in glob.glob(pattern if pattern.endswith(".idx") else pattern + ".idx"))
+    if not found:
+        found = sorted(p[: -len(".idx")] for p in glob.glob(pattern) if p.endswith(".idx"))
+    return found
