@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"kanana {name}", description=help_)
     module.add_arguments(parser)
-    return int(module.run(parser.parse_args(rest)) or 0)
+    # intermixed: `kanana train CONFIG --nproc 2 key=value` keeps positional overrides after options
+    return int(module.run(parser.parse_intermixed_args(rest)) or 0)
 
 
 if __name__ == "__main__":

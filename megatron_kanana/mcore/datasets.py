@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import torch.distributed as dist
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 from megatron.core.datasets.indexed_dataset import IndexedDataset
@@ -30,6 +29,7 @@ class _TokenizerView:
 
     def __init__(self, tokenizer):
         self.eod = int(tokenizer.eod)
+        self.vocab_size = int(tokenizer.vocab_size)
         self.pad = int(tokenizer.pad)
         self.unique_identifiers = {"class": type(tokenizer).__name__,
                                    "vocab_size": int(tokenizer.vocab_size), "eod": self.eod, "pad": self.pad}
@@ -79,8 +79,10 @@ def build_gpt_datasets(blend: Sequence[tuple[str, float]], *, seq_length: int, s
         create_attention_mask=False,  # causal attention is implicit in SDPA / TE
         mid_level_dataset_surplus=0.05,
     )
-    sizes = [max(num_train_samples, 1), num_valid_samples or None, None]
-    rank0 = lambda: (not dist.is_initialized()) or dist.get_rank() == 0  # noqa: E731
-    builder = BlendedMegatronDatasetBuilder(GPTDataset, sizes, rank0 if cache_dir else (lambda: True), config)
+    # megatron refuses a None size next to a weighted blend; 0 builds nothing for that split
+    sizes = [max(num_train_samples, 1), num_valid_samples, 0]
+    # Every rank reads data (simple, and cheap at these index sizes); megatron builds the
+    # index on rank 0 first and the others load it from the cache after a barrier.
+    builder = BlendedMegatronDatasetBuilder(GPTDataset, sizes, lambda: True, config)
     train, valid, _ = builder.build()
     return train, (valid if num_valid_samples else None)

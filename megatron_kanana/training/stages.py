@@ -86,7 +86,7 @@ def plan_stages(data: DataConfig, schedule: ScheduleConfig, data_root: Optional[
         for source in spec.sources:
             for prefix in source_datasets(mixture, source, data_root):
                 categories.setdefault(source.category, []).append((prefix, 1.0))
-        stages.append(Stage(name=name, steps=data.steps_for(name, spec.token_budget()),
+        stages.append(Stage(name=name, steps=data.steps_for(name, spec.token_budget),
                             blend=blends[name], categories=categories))
     # A continued schedule spans the whole mixture even when this run stops early, so
     # separate stage-1 and stage-2 runs see the same LR curve as one run would.
