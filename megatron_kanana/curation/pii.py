@@ -64,8 +64,12 @@ def luhn_valid(number: str) -> bool:
 
 def ip_valid(candidate: str) -> bool:
     try:
-        ipaddress.ip_address(candidate)
+        address = ipaddress.ip_address(candidate)
     except ValueError:
+        return False
+    # "::" and "::1"-style shorthands are mostly grammar ("a ::= b") or C++ scope
+    # operators in text, not someone's address: require two hex groups with digits.
+    if address.version == 6 and sum(1 for group in candidate.split(":") if group) < 2:
         return False
     return True
 

@@ -29,6 +29,7 @@ NOT_PII = [
     "a time 12:30:45 and version 3.10.2",
     "a date 2024-05-01 and a price 1,234,567원 and 12345",
     "user at example dot com",
+    "grammar: assignment_stmt ::= target_list and C++ std::vector",
 ]
 
 
