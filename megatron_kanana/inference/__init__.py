@@ -1,0 +1,1 @@
+"""Using a trained checkpoint: text generation."""
