@@ -60,10 +60,13 @@ def write_latest(root: Path, name: str) -> None:
 
 
 def resolve(path: Path) -> Path:
-    """A checkpoint directory from either a run root (follows `latest`) or an iter_* directory."""
+    """A checkpoint directory from a checkpoint root (follows `latest`), a training run's
+    output_dir (its checkpoints/), or an iter_* directory."""
     path = Path(path)
     if (path / META).exists():
         return path
+    if not (path / LATEST).exists() and (path / "checkpoints" / LATEST).exists():
+        path = path / "checkpoints"  # a training run's output_dir
     pointer = path / LATEST
     if not pointer.exists():
         raise CheckpointError(f"{path} is neither a checkpoint (no {META}) nor a run directory (no {LATEST} file)")

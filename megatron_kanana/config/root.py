@@ -97,7 +97,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 def _resolve_relative_paths(data: dict, base: Path) -> None:
     """Paths in a config file are relative to the file, so configs work from any cwd."""
-    for section, key in (("data", "mixture"), ("data", "tokenizer"), ("run", "output_dir"), ("checkpoint", "load")):
+    for section, key in (("data", "mixture"), ("data", "tokenizer"), ("data", "data_root"), ("run", "output_dir"), ("checkpoint", "load")):
         value = (data.get(section) or {}).get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith("$"):
             data[section][key] = str((base / value).resolve())

@@ -23,6 +23,8 @@ from megatron_kanana.config.section import ConfigError, Section
 class DataConfig(Section):
     mixture: str = field(metadata={"help": "Mixture YAML (stages of weighted dataset prefixes)."})
     tokenizer: str = field(metadata={"help": "Tokenizer path (tokenizer.json, or a SentencePiece dir/model)."})
+    data_root: Optional[str] = field(
+        default=None, metadata={"help": "Base directory of the mixture's relative dataset paths (overrides its data_root)."})
     stages: Optional[list[str]] = field(default=None, metadata={"help": "Stages to run in order; None = all."})
     stage_schedule: Literal["continue", "restart"] = field(
         default="continue", metadata={"help": "LR schedule across stages: one schedule, or one per stage."})

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Optional, Literal, Sequence
 
 from megatron_kanana.config.section import ConfigError, Section
 
@@ -41,7 +41,8 @@ class ScheduleConfig(Section):
     min_lr: float = field(
         default=0.0, metadata={"help": "floor of the decay (end value of cosine and wsd; a floor for deepseek)"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up length in optimizer steps"})
-    train_steps: int = field(default=1000, metadata={"help": "total optimizer steps of this schedule, warm-up included"})
+    train_steps: Optional[int] = field(
+        default=None, metadata={"help": "total optimizer steps, warm-up included; None = derived from the stages' token budgets"})
     deepseek_milestones: tuple[float, ...] = field(
         default=(0.8, 0.9),
         metadata={"help": "fractions of train_steps at which the deepseek style multiplies the LR by deepseek_factor"})
@@ -57,15 +58,19 @@ class ScheduleConfig(Section):
             raise ConfigError(f"lr: the peak learning rate must be > 0, got {self.lr}")
         if not 0 <= self.min_lr <= self.lr:
             raise ConfigError(f"min_lr: must be in [0, lr={self.lr}], got {self.min_lr}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps: must be >= 0, got {self.warmup_steps}")
+        if not 0 < self.deepseek_factor <= 1:
+            raise ConfigError(f"deepseek_factor: must be in (0, 1], got {self.deepseek_factor}")
+        if not 0 < self.wsd_decay_fraction <= 1:
+            raise ConfigError(f"wsd_decay_fraction: must be in (0, 1], got {self.wsd_decay_fraction}")
+        if self.train_steps is None:  # a template: the step checks run once the trainer sets the length
+            return
         if self.train_steps < 1:
             raise ConfigError(f"train_steps: must be >= 1, got {self.train_steps}")
         if not 0 <= self.warmup_steps <= self.train_steps:
             raise ConfigError(
                 f"warmup_steps: must be in [0, train_steps={self.train_steps}], got {self.warmup_steps}")
-        if not 0 < self.deepseek_factor <= 1:
-            raise ConfigError(f"deepseek_factor: must be in (0, 1], got {self.deepseek_factor}")
-        if not 0 < self.wsd_decay_fraction <= 1:
-            raise ConfigError(f"wsd_decay_fraction: must be in (0, 1], got {self.wsd_decay_fraction}")
         if self.lr_decay_style == "deepseek":
             self._validate_milestones()
         if self.lr_decay_style == "wsd" and wsd_decay_start(self) < self.warmup_steps:
@@ -104,6 +109,8 @@ def learning_rate(cfg: ScheduleConfig, step: int) -> float:
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    if cfg.train_steps is None:
+        raise ValueError("learning_rate: the schedule has no train_steps yet (a template)")
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     style = cfg.lr_decay_style

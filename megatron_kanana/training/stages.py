@@ -61,10 +61,11 @@ class StagePlan:
         return learning_rate(cfg, local)
 
 
-def plan_stages(data: DataConfig, schedule: ScheduleConfig, data_root: Optional[str] = None) -> StagePlan:
+def plan_stages(data: DataConfig, schedule: ScheduleConfig) -> StagePlan:
     from megatron_kanana.data.mixture import load_mixture, source_datasets, stage_blends
 
     mixture = load_mixture(data.mixture)
+    data_root = data.data_root
     blends = stage_blends(mixture, data_root)
     all_names = [s.name for s in mixture.stages]
     selected = data.stages or all_names
@@ -90,6 +91,11 @@ def plan_stages(data: DataConfig, schedule: ScheduleConfig, data_root: Optional[
                             blend=blends[name], categories=categories))
     # A continued schedule spans the whole mixture even when this run stops early, so
     # separate stage-1 and stage-2 runs see the same LR curve as one run would.
-    schedules = [schedule.replace(train_steps=s.steps) for s in stages]
+    schedules = []
+    for stage in stages:
+        try:
+            schedules.append(schedule.replace(train_steps=stage.steps))
+        except ConfigError as e:
+            raise ConfigError(f"schedule (stage {stage.name}, {stage.steps} steps): {e}") from None
     return StagePlan(stages=stages, schedules=schedules, mode=data.stage_schedule,
                      start_index=start_index, end_index=start_index + len(selected))

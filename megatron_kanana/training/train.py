@@ -5,8 +5,10 @@
     kanana train CONFIG.yaml --nproc 2                                # spawns torchrun itself (CPU dev)
     kanana train CONFIG.yaml --dry-run                                # resolved config + launch command
 
-Parse config → build → train → close. Exit status 0 when the run finished or
-stopped to be resumed (signal, exit_after_steps); 3 when training diverged.
+Parse config → build → train → close. Exit status: 0 when the run finished (or
+stopped at run.exit_after_steps); 75 (EX_TEMPFAIL) when a signal stopped it
+after saving, so a SLURM script can requeue; 3 when training diverged; 2 for a
+bad config.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import yaml
 
 from megatron_kanana.config.root import TrainConfig, load_config
 from megatron_kanana.config.section import ConfigError
+
+EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,4 +64,4 @@ def _train(cfg: TrainConfig) -> int:
         reason = trainer.train()
     finally:
         trainer.close()
-    return 3 if reason == "diverged" else 0
+    return {"diverged": 3, "signal": EXIT_RESUMABLE}.get(reason, 0)
