@@ -1,6 +1,6 @@
 """The root config: one object made of sections, read from YAML plus dotted overrides.
 
-    cfg = load_config("examples/demo/demo.yaml", ["parallel.tensor_model_parallel_size=2"])
+    cfg = load_config("examples/demo/train.yaml", ["parallel.tensor_model_parallel_size=2"])
 
 Each component receives its own section. `model` names a preset and may
 override any of its fields. `check()` is the one cross-section check.

@@ -1,7 +1,7 @@
 """The small bilingual corpus shipped inside the package, so the demo runs offline.
 
 `demo_corpus_files()` returns the JSONL files (one document per line, text in "text");
-each file's stem is its category in examples/mixtures/demo.yaml ("ko", "en").
+each file's stem is its category in examples/demo/mixture.yaml ("ko", "en").
 Sources and licences: megatron_kanana/data/corpus/README.md; rebuilt by
 tools/build_demo_corpus.py.
 """

@@ -1,6 +1,6 @@
 """Stage mixtures: which datasets each pre-training stage draws from, and in what shares.
 
-One YAML file describes every stage (examples/mixtures/kanana_3t.yaml, demo.yaml):
+One YAML file describes every stage (examples/mixtures/kanana_3t.yaml, examples/demo/mixture.yaml):
 
     max_epochs: 4                 # `kanana mixture show` warns above this many repeats
     data_root: /data/tokenized    # relative dataset paths resolve against it (else the cwd)

@@ -1,6 +1,6 @@
 """`kanana mixture show FILE`: what a stage mixture asks of the data on disk.
 
-    kanana mixture show examples/mixtures/demo.yaml --data-root demo_out/data
+    kanana mixture show examples/demo/mixture.yaml --data-root demo_out/data
 
 For every stage: each source's effective share, the tokens its datasets hold (read from
 their .idx), the tokens the stage's budget asks of it, and how many epochs that is;

@@ -99,7 +99,7 @@ def demo_data(tmp_path_factory, hf_tokenizer) -> str:
 
 
 def test_demo_mixture_blends(demo_data):
-    m = load_mixture(EXAMPLES / "demo.yaml")
+    m = load_mixture(EXAMPLES.parent / "demo" / "mixture.yaml")
     blends = stage_blends(m, data_root=demo_data)
     assert set(blends) == {"stage1", "stage2"}
     for name, ko_share in (("stage1", 0.3), ("stage2", 0.7)):
@@ -123,9 +123,9 @@ def test_glob_source_splits_by_tokens(tmp_path, demo_data):
 
 
 def test_show_reports_epochs_and_warns(tmp_path, demo_data):
-    text = (EXAMPLES / "demo.yaml").read_text()
-    out = show(str(EXAMPLES / "demo.yaml"), data_root=demo_data)
-    assert "stage stage1: budget 400k tokens" in out and "categories: en 70.0%, ko 30.0%" in out
+    text = (EXAMPLES.parent / "demo" / "mixture.yaml").read_text()
+    out = show(str(EXAMPLES.parent / "demo" / "mixture.yaml"), data_root=demo_data)
+    assert "stage stage1: budget 200k tokens" in out and "categories: en 70.0%, ko 30.0%" in out
     ko_line = next(line for line in out.splitlines() if line.strip().startswith("ko ") and "30.00%" in line)
     assert ko_line.split()[-1] != "-" and float(ko_line.split()[-1]) > 1
     assert "WARNING" not in out
@@ -133,6 +133,6 @@ def test_show_reports_epochs_and_warns(tmp_path, demo_data):
     data["stages"][0]["tokens"] = "50M"
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(data))
     out = show(str(tmp_path / "big.yaml"), data_root=demo_data)
-    assert "WARNING: stage stage1: ko would be repeated" in out and "more than max_epochs 8" in out
+    assert "WARNING: stage stage1: ko would be repeated" in out and "more than max_epochs 60" in out
     out = show(str(EXAMPLES / "kanana_3t.yaml"), data_root=str(tmp_path))
     assert "english_web/*" in out and "missing" in out and "no dataset found" in out
