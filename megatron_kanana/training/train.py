@@ -13,9 +13,11 @@ bad config.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -23,6 +25,7 @@ from megatron_kanana.config.root import TrainConfig, load_config
 from megatron_kanana.config.section import ConfigError
 
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
+STATUS_FILE = "exit_status.json"  # why the last invocation stopped, for launchers that lose exit codes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,8 +55,19 @@ def run(args: argparse.Namespace) -> int:
         print("launch: " + " ".join(launch_command(cfg, args.config, args.overrides, nproc)))
         return 0
     if args.nproc and not under_launcher:
-        return subprocess.call(launch_command(cfg, args.config, args.overrides, args.nproc))
+        return _launch(cfg, args)
     return _train(cfg)
+
+
+def _launch(cfg: TrainConfig, args: argparse.Namespace) -> int:
+    """Run torchrun and return the workers' own status: torchrun reports any
+    non-zero worker exit as 1, which would hide "diverged" (3) and "resumable" (75)."""
+    status_file = Path(cfg.run.output_dir) / STATUS_FILE
+    status_file.unlink(missing_ok=True)
+    code = subprocess.call(launch_command(cfg, args.config, args.overrides, args.nproc))
+    if status_file.exists():
+        return int(json.loads(status_file.read_text())["status"])
+    return code
 
 
 def _train(cfg: TrainConfig) -> int:
@@ -64,4 +78,8 @@ def _train(cfg: TrainConfig) -> int:
         reason = trainer.train()
     finally:
         trainer.close()
-    return {"diverged": 3, "signal": EXIT_RESUMABLE}.get(reason, 0)
+    status = {"diverged": 3, "signal": EXIT_RESUMABLE}.get(reason, 0)
+    if int(os.environ.get("RANK", "0")) == 0:
+        (Path(cfg.run.output_dir) / STATUS_FILE).write_text(
+            json.dumps({"reason": reason, "status": status, "step": trainer.step}))
+    return status

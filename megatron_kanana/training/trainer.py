@@ -10,6 +10,7 @@ nothing.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Optional
@@ -28,6 +29,13 @@ from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
 from megatron_kanana.training.stages import StagePlan, plan_stages
 
 log = get_logger(__name__)
+
+
+def _injected_nan_steps() -> set[int]:
+    """Fault injection for tests and drills: KANANA_INJECT_NAN_AT_STEPS=3,4 makes the
+    loss of those (1-based) steps NaN as far as the NaN guard is concerned."""
+    raw = os.environ.get("KANANA_INJECT_NAN_AT_STEPS", "")
+    return {int(s) for s in raw.split(",") if s.strip()}
 
 
 class Trainer:
@@ -152,6 +160,8 @@ class Trainer:
         self.checkpointer.poll()
 
     def _loss_is_good(self, loss: float) -> bool:
+        if self.step + 1 in _injected_nan_steps():
+            loss = float("nan")
         return self.nan_guard.check(loss, step=self.step + 1)  # raises TrainingDiverged after too many
 
     def _periodic_save_due(self) -> bool:
