@@ -14,6 +14,7 @@ import sys
 
 # name -> (module, one-line help). Keep sorted by name.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("megatron_kanana.surgery.convert", "Convert Hugging Face Llama <-> megatron-core checkpoints"),
     "demo": ("megatron_kanana.demo", "Run the main job: a tiny Kanana model trained on CPU processes"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),

@@ -1,0 +1,186 @@
+"""Hugging Face checkpoint directories: lazy, validated reading and streaming writing.
+
+    reader = HFReader(path)                 # checks config, shards and every shape up front
+    t = reader.tensor("model.norm.weight")  # one tensor, read when asked
+    write_hf_dir(out, shape, config, tensors_in_order, dtype)
+
+A directory is config.json + model.safetensors, or shards listed in
+model.safetensors.index.json. Writing never holds more than one tensor: each
+shard's safetensors header is computed from the known shapes first, then the
+tensors are streamed into it. The directory is built as OUT.partial/ and
+renamed into place at the end, so an interrupted run leaves nothing that looks
+like a checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import torch
+from safetensors import safe_open
+
+from megatron_kanana.checkpointing.layout import CheckpointError
+from megatron_kanana.log import get_logger
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.surgery import hf_mapping
+
+log = get_logger(__name__)
+
+CONFIG = "config.json"
+SINGLE = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "generation_config.json")
+# Tensors some exporters add that carry no weights of their own.
+_IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
+_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+
+
+def is_hf_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG).exists()
+
+
+class HFReader:
+    """A validated, lazily read HF Llama checkpoint."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        if not (self.directory / CONFIG).exists():
+            raise CheckpointError(f"{self.directory} has no {CONFIG}: not a Hugging Face checkpoint")
+        self.config = json.loads((self.directory / CONFIG).read_text())
+        self.shape: ModelShape = hf_mapping.shape_from_hf_config(self.config)
+        self._handles: dict[str, object] = {}  # open safetensors files, by name
+        self._file_of = self._locate_tensors()
+        self.dtype = self._check_shapes()
+
+    def _locate_tensors(self) -> dict[str, str]:
+        index = self.directory / INDEX
+        if index.exists():
+            weight_map = json.loads(index.read_text()).get("weight_map")
+            if not weight_map:
+                raise CheckpointError(f"{index} has no weight_map")
+        elif (self.directory / SINGLE).exists():
+            weight_map = {name: SINGLE for name in self._open(SINGLE).keys()}
+        else:
+            raise CheckpointError(f"{self.directory} has neither {SINGLE} nor {INDEX}")
+        missing = sorted({f for f in weight_map.values() if not (self.directory / f).exists()})
+        if missing:
+            raise CheckpointError(f"{self.directory}: shard file(s) {missing} listed in {INDEX} are missing")
+        return dict(weight_map)
+
+    def _open(self, filename: str):
+        if filename not in self._handles:
+            self._handles[filename] = safe_open(str(self.directory / filename), framework="pt")
+        return self._handles[filename]
+
+    def _check_shapes(self) -> torch.dtype:
+        expected = hf_mapping.hf_tensor_shapes(self.shape)
+        missing = sorted(set(expected) - set(self._file_of))
+        if missing:
+            raise CheckpointError(f"{self.directory}: tensors missing from the checkpoint: {missing[:5]}"
+                                  f"{' ...' if len(missing) > 5 else ''}")
+        allowed_extra = {hf_mapping.HF_OUTPUT} if self.shape.tie_embeddings else set()
+        extra = sorted(n for n in set(self._file_of) - set(expected)
+                       if n not in allowed_extra and not n.endswith(_IGNORED_SUFFIXES))
+        if extra:
+            raise CheckpointError(f"{self.directory}: unexpected tensors for a bias-free Llama: {extra[:5]}")
+        dtypes = set()
+        for name, want in expected.items():
+            handle = self._open(self._file_of[name])
+            got = tuple(handle.get_slice(name).get_shape())
+            if got != want:
+                raise CheckpointError(f"{self.directory}: {name} has shape {list(got)}, "
+                                      f"but config.json implies {list(want)}")
+            dtypes.add(handle.get_slice(name).get_dtype())
+        if len(dtypes) != 1:
+            log.warning("%s mixes dtypes %s; tensors keep their own", self.directory, sorted(dtypes))
+        return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return self._open(self._file_of[name]).get_tensor(name)
+
+    def tokenizer_files(self) -> list[Path]:
+        return [self.directory / f for f in TOKENIZER_FILES if (self.directory / f).exists()]
+
+
+# ---------------------------------------------------------------- writing
+
+def plan_shards(names_shapes: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype,
+                max_shard_bytes: int) -> list[list[tuple[str, tuple[int, ...]]]]:
+    """Split tensors (in order) into shards of at most `max_shard_bytes` (a bigger tensor gets its own)."""
+    shards, current, size = [], [], 0
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    for name, shp in names_shapes:
+        nbytes = itemsize * int(torch.Size(shp).numel())
+        if current and size + nbytes > max_shard_bytes:
+            shards.append(current)
+            current, size = [], 0
+        current.append((name, shp))
+        size += nbytes
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _header(entries: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype) -> bytes:
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, shp in entries:
+        nbytes = itemsize * int(torch.Size(shp).numel())
+        header[name] = {"dtype": _DTYPES[dtype], "shape": list(shp), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors pads the header to 8 bytes
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def _write_shard(path: Path, entries, dtype, get: Callable[[str], torch.Tensor]) -> None:
+    with open(path, "wb") as f:
+        f.write(_header(entries, dtype))
+        for name, shp in entries:
+            t = get(name).to(dtype).contiguous()
+            if tuple(t.shape) != tuple(shp):
+                raise CheckpointError(f"{name}: produced shape {list(t.shape)}, planned {list(shp)}")
+            f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_hf_dir(output: Path, names_shapes: list[tuple[str, tuple[int, ...]]], config: Mapping,
+                 get: Callable[[str], torch.Tensor], dtype: torch.dtype, tokenizer_files: Iterable[Path] = (),
+                 max_shard_bytes: int = 2 * 1024 ** 3, on_tensor: Callable[[str], None] | None = None) -> Path:
+    """Stream tensors (asked for one at a time through `get`, in `names_shapes` order) into
+    OUTPUT.partial/, then rename it to OUTPUT."""
+    output = Path(output)
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)  # a killed earlier attempt
+    partial.mkdir(parents=True)
+    shards = plan_shards(names_shapes, dtype, max_shard_bytes)
+    files = [SINGLE] if len(shards) == 1 else [
+        f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    weight_map, total = {}, 0
+    for filename, entries in zip(files, shards):
+        _write_shard(partial / filename, entries, dtype, get if on_tensor is None else _tap(get, on_tensor))
+        for name, shp in entries:
+            weight_map[name] = filename
+            total += torch.empty((), dtype=dtype).element_size() * int(torch.Size(shp).numel())
+    if len(files) > 1:
+        (partial / INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map},
+                                                indent=2))
+    for src in tokenizer_files:
+        shutil.copy2(src, partial / Path(src).name)
+    (partial / CONFIG).write_text(json.dumps(dict(config), indent=2, sort_keys=True))
+    os.replace(partial, output)
+    return output
+
+
+def _tap(get, on_tensor):
+    def wrapped(name):
+        on_tensor(name)
+        return get(name)
+    return wrapped

@@ -1,0 +1,184 @@
+"""Write and read megatron-core dist checkpoints tensor by tensor, without building a model.
+
+    save_source(source, directory)            # any ModelSource -> dist checkpoint
+    src = DistCheckpointSource(directory, shape)
+    src.layer_tensor(3, "self_attention.linear_qkv.weight")
+
+The checkpoint holds exactly what `GPTModel.sharded_state_dict()` at TP=1/PP=1
+produces (the same keys, layer-stacked global shapes, the SwiGLU fc1 split into
+its gate and up chunks, and the `_extra_state` objects), so the trainer loads
+it strictly at any TP/PP/VPP: dist_checkpointing reshards on load.
+
+Streaming: every tensor is declared with a meta tensor of the right shape; a
+planner materialises it from the source only when torch.distributed.checkpoint
+writes that item (its serial writer resolves one item at a time), so the peak
+memory is about one tensor. The alternative, building a GPTModel and saving
+it, holds the whole model.
+"""
+from __future__ import annotations
+
+import datetime
+import socket
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor
+from megatron.core.dist_checkpointing.strategies.torch import (
+    MCoreSavePlanner, TorchDistSaveShardedStrategy, _replace_state_dict_keys_with_sharded_keys,
+    mcore_to_pyt_state_dict)
+
+from megatron_kanana.checkpointing.layout import CheckpointError
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.surgery import hf_mapping as hm
+
+LAYER_PREFIX = "decoder.layers."
+# Modules whose (empty, for the local spec) `_extra_state` GPTModel checkpoints per layer.
+EXTRA_STATE_MODULES = ("self_attention.linear_proj", "self_attention.linear_qkv", "mlp.linear_fc1", "mlp.linear_fc2")
+
+Loader = Callable[[], torch.Tensor]
+
+
+def ensure_process_group() -> None:
+    """dist_checkpointing needs torch.distributed; a lone tool process becomes a world of one."""
+    if dist.is_initialized():
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=600))
+
+
+def _meta(shape, dtype) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def _layer_entries(shape: ModelShape, layer: int, dtype, source, cast) -> tuple[list, dict]:
+    """ShardedTensors/Objects of one layer, as GPTModel at TP=1/PP=1 declares them."""
+    n, offsets = shape.num_layers, (0, layer, shape.num_layers)
+    entries, loaders = [], {}
+    for name, shp in hm.layer_tensor_shapes(shape).items():
+        key = LAYER_PREFIX + name
+        if name == hm.FC1:  # megatron's swiglu factory stores gate and up as two chunks of one key
+            half = (shp[0] // 2, shp[1])
+            for chunk in (0, 1):
+                entries.append(ShardedTensor.from_rank_offsets(
+                    key, _meta(half, dtype), offsets, (1, chunk, 2), replica_id=0, prepend_axis_num=1))
+                loaders[(key, (layer, chunk * half[0], 0))] = (
+                    lambda c=chunk, name=name: cast(source.layer_tensor(layer, name).chunk(2, dim=0)[c]))
+        else:
+            entries.append(ShardedTensor.from_rank_offsets(key, _meta(shp, dtype), offsets,
+                                                           replica_id=0, prepend_axis_num=1))
+            loaders[(key, (layer,) + (0,) * len(shp))] = lambda name=name: cast(source.layer_tensor(layer, name))
+    for module in EXTRA_STATE_MODULES:
+        entries.append(ShardedObject(f"{LAYER_PREFIX}{module}._extra_state", None, (n,), (layer,), replica_id=0))
+    return entries, loaders
+
+
+def sharded_state_dict_for(shape: ModelShape, source, dtype: torch.dtype) -> tuple[dict, dict]:
+    """A sharded state dict of meta tensors for `shape`, and the loader of every chunk
+    keyed by (checkpoint key, global offset)."""
+    cast = lambda t: t.to(dtype).contiguous()  # noqa: E731
+    state, loaders = {}, {}
+    for name, shp in hm.global_tensor_shapes(shape).items():
+        state[name] = ShardedTensor.from_rank_offsets(name, _meta(shp, dtype), replica_id=0)
+        loaders[(name, (0,) * len(shp))] = lambda name=name: cast(source.global_tensor(name))
+    for layer in range(shape.num_layers):
+        entries, layer_loaders = _layer_entries(shape, layer, dtype, source, cast)
+        state.update({f"layer{layer}.{i}": e for i, e in enumerate(entries)})
+        loaders.update(layer_loaders)
+    return state, loaders
+
+
+class _LazyPlanner(MCoreSavePlanner):
+    """Materialises a meta tensor from its loader when the writer asks for it."""
+
+    def __init__(self, loaders: dict, **kwargs):
+        super().__init__(**kwargs)
+        self._loaders = loaders
+
+    def lookup_object(self, index):
+        obj = super().lookup_object(index)
+        if not (isinstance(obj, torch.Tensor) and obj.is_meta):
+            return obj
+        tensor = self._loaders[(index.fqn, tuple(index.offset))]()
+        if tensor.numel() != obj.numel() or tensor.dtype != obj.dtype:
+            raise CheckpointError(f"{index.fqn} at {list(index.offset)}: source gave {list(tensor.shape)} "
+                                  f"{tensor.dtype}, expected {list(obj.shape)} {obj.dtype}")
+        return tensor.reshape(obj.shape)
+
+
+class _LazySaveStrategy(TorchDistSaveShardedStrategy):
+    """megatron's torch_dist format, written synchronously by torch's serial writer."""
+
+    def __init__(self, loaders: dict):
+        super().__init__("torch_dist", 1, thread_count=1)
+        self._loaders = loaders
+
+    def save(self, sharded_state_dict, checkpoint_dir: Path) -> None:
+        sharded_state_dict, _, _ = _replace_state_dict_keys_with_sharded_keys(sharded_state_dict, True)
+        pyt_state_dict = mcore_to_pyt_state_dict(sharded_state_dict, False)
+        writer = dcp.FileSystemWriter(str(checkpoint_dir), thread_count=1, single_file_per_rank=True)
+        planner = _LazyPlanner(self._loaders, dedup_replicated_tensors=False, flatten_state_dict=False)
+        dcp.save(pyt_state_dict, storage_writer=writer, planner=planner)
+
+
+def save_source(source, directory: str | Path, dtype: Optional[torch.dtype] = None) -> None:
+    """Write every tensor of `source` (a ModelSource) as a megatron dist checkpoint."""
+    ensure_process_group()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state, loaders = sharded_state_dict_for(source.shape, source, dtype or source.dtype)
+    dist_checkpointing.save(state, str(directory), sharded_strategy=_LazySaveStrategy(loaders))
+
+
+# ---------------------------------------------------------------- reading
+
+def stored_tensors(directory: str | Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Checkpoint key -> (global shape, dtype), from the dist checkpoint's metadata only."""
+    try:
+        metadata = dcp.FileSystemReader(str(directory)).read_metadata()
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{directory} is not a dist checkpoint (no .metadata): {e}") from None
+    return {k: (tuple(v.size), v.properties.dtype) for k, v in metadata.state_dict_metadata.items()
+            if hasattr(v, "size")}
+
+
+def check_shapes(directory: str | Path, shape: ModelShape) -> torch.dtype:
+    """Every tensor `shape` implies is stored with that global shape; returns the stored dtype."""
+    stored = stored_tensors(directory)
+    expected = dict(hm.global_tensor_shapes(shape))
+    expected.update({LAYER_PREFIX + k: (shape.num_layers, *v) for k, v in hm.layer_tensor_shapes(shape).items()})
+    for key, want in expected.items():
+        if key not in stored:
+            raise CheckpointError(f"{directory}: tensor {key} is missing (model shape {shape.to_dict()})")
+        if stored[key][0] != tuple(want):
+            raise CheckpointError(f"{directory}: {key} is stored as {list(stored[key][0])}, "
+                                  f"but kanana.json's model shape implies {list(want)}")
+    return stored[hm.EMBEDDING][1]
+
+
+class DistCheckpointSource:
+    """A ModelSource over a dist checkpoint: each request loads just that tensor's slice."""
+
+    def __init__(self, directory: str | Path, shape: ModelShape):
+        ensure_process_group()
+        self.directory, self.shape = Path(directory), shape
+        self.dtype = check_shapes(self.directory, shape)
+
+    def _load(self, sharded: ShardedTensor) -> torch.Tensor:
+        return dist_checkpointing.load({"t": sharded}, str(self.directory))["t"]
+
+    def global_tensor(self, name: str) -> torch.Tensor:
+        shp = hm.global_tensor_shapes(self.shape)[name]
+        return self._load(ShardedTensor.from_rank_offsets(name, torch.empty(shp, dtype=self.dtype), replica_id=0))
+
+    def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
+        shp = hm.layer_tensor_shapes(self.shape)[name]
+        return self._load(ShardedTensor.from_rank_offsets(
+            LAYER_PREFIX + name, torch.empty(shp, dtype=self.dtype), (0, layer, self.shape.num_layers),
+            replica_id=0, prepend_axis_num=1))
