@@ -25,6 +25,11 @@ from typing import Callable, Optional
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
+from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
+from torch.distributed.checkpoint.planner import LoadPlan
+from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
+from torch.distributed._shard._utils import narrow_tensor_by_index
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.mapping import ShardedObject, ShardedTensor
 from megatron.core.dist_checkpointing.strategies.torch import (
@@ -162,23 +167,54 @@ def check_shapes(directory: str | Path, shape: ModelShape) -> torch.dtype:
     return stored[hm.EMBEDDING][1]
 
 
+class _SliceLoadPlanner(DefaultLoadPlanner):
+    """Reads one region of one stored tensor into `dest` (torch's resharding reads
+    just the overlapping byte ranges), without building torch ShardedTensors,
+    which in a world of one cannot describe a partial request."""
+
+    def __init__(self, fqn: str, offsets: tuple[int, ...], dest: torch.Tensor):
+        super().__init__()
+        self.fqn, self.offsets, self.dest = fqn, offsets, dest
+
+    def create_local_plan(self) -> LoadPlan:
+        chunk = ChunkStorageMetadata(offsets=torch.Size(self.offsets), sizes=self.dest.shape)
+        return LoadPlan(create_read_items_for_chunk_list(self.fqn, self.metadata.state_dict_metadata[self.fqn],
+                                                         [chunk]))
+
+    def resolve_tensor(self, read_item) -> torch.Tensor:
+        return narrow_tensor_by_index(self.dest, read_item.dest_offsets, read_item.lengths)
+
+    def commit_tensor(self, read_item, tensor: torch.Tensor) -> None:
+        pass  # resolve_tensor handed out a view of dest: the data is already there
+
+
+def read_slice(directory: str | Path, fqn: str, offsets: tuple[int, ...], shape: tuple[int, ...],
+               dtype: torch.dtype) -> torch.Tensor:
+    """The region [offsets, offsets + shape) of stored tensor `fqn`."""
+    dest = torch.empty(shape, dtype=dtype)
+    reader = dcp.FileSystemReader(str(directory))
+    metadata = reader.read_metadata()
+    planner = _SliceLoadPlanner(fqn, offsets, dest)
+    planner.set_up_planner({}, metadata, True)
+    reader.set_up_storage_reader(metadata, True)
+    plan = reader.prepare_local_plan(planner.create_local_plan())
+    (plan,) = reader.prepare_global_plan([plan])
+    reader.read_data(plan, planner).wait()
+    return dest
+
+
 class DistCheckpointSource:
-    """A ModelSource over a dist checkpoint: each request loads just that tensor's slice."""
+    """A ModelSource over a dist checkpoint: each request reads just that tensor's slice."""
 
     def __init__(self, directory: str | Path, shape: ModelShape):
-        ensure_process_group()
         self.directory, self.shape = Path(directory), shape
         self.dtype = check_shapes(self.directory, shape)
 
-    def _load(self, sharded: ShardedTensor) -> torch.Tensor:
-        return dist_checkpointing.load({"t": sharded}, str(self.directory))["t"]
-
     def global_tensor(self, name: str) -> torch.Tensor:
         shp = hm.global_tensor_shapes(self.shape)[name]
-        return self._load(ShardedTensor.from_rank_offsets(name, torch.empty(shp, dtype=self.dtype), replica_id=0))
+        return read_slice(self.directory, name, (0,) * len(shp), shp, self.dtype)
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         shp = hm.layer_tensor_shapes(self.shape)[name]
-        return self._load(ShardedTensor.from_rank_offsets(
-            LAYER_PREFIX + name, torch.empty(shp, dtype=self.dtype), (0, layer, self.shape.num_layers),
-            replica_id=0, prepend_axis_num=1))
+        out = read_slice(self.directory, LAYER_PREFIX + name, (layer,) + (0,) * len(shp), (1, *shp), self.dtype)
+        return out[0]
