@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("megatron_kanana.demo", "Run the main job: a tiny Kanana model trained on CPU processes"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),
+    "upscale-depth": ("megatron_kanana.surgery.upscale", "Depth up-scaling: stack source layers (SOLAR) into a deeper model"),
 }
 
 

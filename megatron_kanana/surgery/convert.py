@@ -105,6 +105,8 @@ def write_output(opened: Opened, source, output: Path, fmt: str, dtype: Optional
     cached = sources.LastTensorCache(source)
     if fmt == "hf":
         config = hf_mapping.hf_config_from_shape(source.shape, dtype, base=opened.hf_config)
+        if extra_meta:
+            config["kanana"] = extra_meta  # e.g. the layer map; transformers ignores unknown keys
         return hf_dir.write_hf_dir(output, sources.hf_names_in_write_order(source.shape), config,
                                    sources.hf_tensor_getter(cached), dtype, opened.tokenizer_files,
                                    max_shard_bytes=int(max_shard_gib * 1024 ** 3))

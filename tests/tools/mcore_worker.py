@@ -25,11 +25,7 @@ from megatron_kanana.mcore import checkpoint, model as mcore_model, runtime, ste
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel import ParallelConfig
 
-BATCH, SEQ = 2, 16
-
-
-def tokens_for(vocab: int) -> torch.Tensor:
-    return torch.randint(0, vocab, (BATCH, SEQ + 1), generator=torch.Generator().manual_seed(7))
+from tests.tools.tokens import BATCH, SEQ, tokens_for
 
 
 def _setup(task: dict):
