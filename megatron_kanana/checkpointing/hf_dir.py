@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 import torch
-from safetensors import safe_open
 
 from megatron_kanana.checkpointing.layout import CheckpointError
 from megatron_kanana.log import get_logger
@@ -38,14 +37,38 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 # Tensors some exporters add that carry no weights of their own.
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+_TORCH_DTYPES = {v: k for k, v in _DTYPES.items()}
 
 
 def is_hf_dir(path: Path) -> bool:
     return (Path(path) / CONFIG).exists()
 
 
+def read_header(path: Path) -> dict[str, dict]:
+    """A safetensors file's header: tensor name -> {"dtype", "shape", "data_offsets"}."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise CheckpointError(f"{path} is truncated: no safetensors header")
+        (length,) = struct.unpack("<Q", raw)
+        if length > 100 * 1024 ** 2:
+            raise CheckpointError(f"{path}: implausible safetensors header length {length}")
+        try:
+            header = json.loads(f.read(length))
+        except ValueError as e:
+            raise CheckpointError(f"{path}: unreadable safetensors header ({e})") from None
+    header.pop("__metadata__", None)
+    for name, entry in header.items():
+        entry["start"] = 8 + length + entry["data_offsets"][0]
+    return header
+
+
 class HFReader:
-    """A validated, lazily read HF Llama checkpoint."""
+    """A validated, lazily read HF Llama checkpoint.
+
+    Tensors are read with plain file reads into their own buffer rather than
+    through safetensors' memory map: mapped pages stay in this process's RSS,
+    and a mapped tensor would be copied again by torch's checkpoint writer."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -53,55 +76,68 @@ class HFReader:
             raise CheckpointError(f"{self.directory} has no {CONFIG}: not a Hugging Face checkpoint")
         self.config = json.loads((self.directory / CONFIG).read_text())
         self.shape: ModelShape = hf_mapping.shape_from_hf_config(self.config)
-        self._handles: dict[str, object] = {}  # open safetensors files, by name
-        self._file_of = self._locate_tensors()
+        self._entries = self._read_headers()  # name -> (file, header entry)
         self.dtype = self._check_shapes()
 
-    def _locate_tensors(self) -> dict[str, str]:
+    def _read_headers(self) -> dict[str, tuple[str, dict]]:
         index = self.directory / INDEX
         if index.exists():
             weight_map = json.loads(index.read_text()).get("weight_map")
             if not weight_map:
                 raise CheckpointError(f"{index} has no weight_map")
         elif (self.directory / SINGLE).exists():
-            weight_map = {name: SINGLE for name in self._open(SINGLE).keys()}
+            weight_map = {name: SINGLE for name in read_header(self.directory / SINGLE)}
         else:
             raise CheckpointError(f"{self.directory} has neither {SINGLE} nor {INDEX}")
         missing = sorted({f for f in weight_map.values() if not (self.directory / f).exists()})
         if missing:
             raise CheckpointError(f"{self.directory}: shard file(s) {missing} listed in {INDEX} are missing")
-        return dict(weight_map)
-
-    def _open(self, filename: str):
-        if filename not in self._handles:
-            self._handles[filename] = safe_open(str(self.directory / filename), framework="pt")
-        return self._handles[filename]
+        entries = {}
+        for filename in sorted(set(weight_map.values())):
+            header = read_header(self.directory / filename)
+            absent = sorted(n for n, f in weight_map.items() if f == filename and n not in header)
+            if absent:
+                raise CheckpointError(f"{self.directory}: {INDEX} places {absent[:3]} in {filename}, "
+                                      "which does not hold them")
+            entries.update({n: (filename, header[n]) for n, f in weight_map.items() if f == filename})
+        return entries
 
     def _check_shapes(self) -> torch.dtype:
         expected = hf_mapping.hf_tensor_shapes(self.shape)
-        missing = sorted(set(expected) - set(self._file_of))
+        missing = sorted(set(expected) - set(self._entries))
         if missing:
             raise CheckpointError(f"{self.directory}: tensors missing from the checkpoint: {missing[:5]}"
                                   f"{' ...' if len(missing) > 5 else ''}")
         allowed_extra = {hf_mapping.HF_OUTPUT} if self.shape.tie_embeddings else set()
-        extra = sorted(n for n in set(self._file_of) - set(expected)
+        extra = sorted(n for n in set(self._entries) - set(expected)
                        if n not in allowed_extra and not n.endswith(_IGNORED_SUFFIXES))
         if extra:
             raise CheckpointError(f"{self.directory}: unexpected tensors for a bias-free Llama: {extra[:5]}")
         dtypes = set()
         for name, want in expected.items():
-            handle = self._open(self._file_of[name])
-            got = tuple(handle.get_slice(name).get_shape())
-            if got != want:
-                raise CheckpointError(f"{self.directory}: {name} has shape {list(got)}, "
+            entry = self._entries[name][1]
+            if tuple(entry["shape"]) != want:
+                raise CheckpointError(f"{self.directory}: {name} has shape {entry['shape']}, "
                                       f"but config.json implies {list(want)}")
-            dtypes.add(handle.get_slice(name).get_dtype())
+            if entry["dtype"] not in _TORCH_DTYPES:
+                raise CheckpointError(f"{self.directory}: {name} has unsupported dtype {entry['dtype']}")
+            dtypes.add(entry["dtype"])
         if len(dtypes) != 1:
             log.warning("%s mixes dtypes %s; tensors keep their own", self.directory, sorted(dtypes))
-        return {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}.get(dtypes.pop(), torch.float32)
+        return _TORCH_DTYPES[sorted(dtypes)[0]]
 
     def tensor(self, name: str) -> torch.Tensor:
-        return self._open(self._file_of[name]).get_tensor(name)
+        filename, entry = self._entries[name]
+        begin, end = entry["data_offsets"]
+        buffer = bytearray(end - begin)
+        with open(self.directory / filename, "rb") as f:
+            f.seek(entry["start"])
+            if f.readinto(buffer) != len(buffer):
+                raise CheckpointError(f"{self.directory / filename} is truncated at tensor {name}")
+        dtype = _TORCH_DTYPES[entry["dtype"]]
+        if not buffer:
+            return torch.empty(entry["shape"], dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(entry["shape"])
 
     def tokenizer_files(self) -> list[Path]:
         return [self.directory / f for f in TOKENIZER_FILES if (self.directory / f).exists()]

@@ -65,7 +65,7 @@ def open_input(path: Path, fmt: str) -> Opened:
     if fmt == "hf":
         reader = hf_dir.HFReader(path)
         return Opened(sources.HFSource(reader), reader.tokenizer_files(), reader.config, {})
-    from megatron_kanana.mcore.dist_ckpt_io import DistCheckpointSource
+    from megatron_kanana.mcore.dist_ckpt_reader import DistCheckpointSource
 
     directory = layout.resolve(path)
     meta = layout.read_meta(directory)
@@ -110,7 +110,7 @@ def write_output(opened: Opened, source, output: Path, fmt: str, dtype: Optional
         return hf_dir.write_hf_dir(output, sources.hf_names_in_write_order(source.shape), config,
                                    sources.hf_tensor_getter(cached), dtype, opened.tokenizer_files,
                                    max_shard_bytes=int(max_shard_gib * 1024 ** 3))
-    from megatron_kanana.mcore.dist_ckpt_io import save_source
+    from megatron_kanana.mcore.dist_ckpt_writer import save_source
 
     output.mkdir(parents=True, exist_ok=True)
     partial = layout.partial_dir(output, 0)

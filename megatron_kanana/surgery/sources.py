@@ -8,7 +8,7 @@ hold more than a tensor or two of the model:
     source.layer_tensor(3, "self_attention.linear_qkv.weight")
 
 Sources: `HFSource` (an HF directory, fused on the fly), the megatron
-dist-checkpoint source in `megatron_kanana.mcore.dist_ckpt_io`, and
+dist-checkpoint source in `megatron_kanana.mcore.dist_ckpt_reader`, and
 `RemappedSource` (depth up-scaling: output layer j reads source layer map[j]).
 `hf_tensor_getter` turns any source into HF-named tensors for the HF writer.
 """
