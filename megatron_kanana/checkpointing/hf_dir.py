@@ -18,7 +18,7 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Optional
 
 import torch
 
@@ -38,6 +38,9 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 _IGNORED_SUFFIXES = (".rotary_emb.inv_freq",)
 _DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 _TORCH_DTYPES = {v: k for k, v in _DTYPES.items()}
+# Vocabulary-sized tensors move in row blocks of at most this size (the embedding of
+# a 128k vocabulary is 0.5-1 GB), so no direction holds a whole one.
+BLOCK_BYTES = 64 * 1024 ** 2
 
 
 def is_hf_dir(path: Path) -> bool:
@@ -126,18 +129,23 @@ class HFReader:
             log.warning("%s mixes dtypes %s; tensors keep their own", self.directory, sorted(dtypes))
         return _TORCH_DTYPES[sorted(dtypes)[0]]
 
-    def tensor(self, name: str) -> torch.Tensor:
+    def tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        """The tensor, or rows [start, stop) of it (rows are contiguous in safetensors)."""
         filename, entry = self._entries[name]
+        shape = list(entry["shape"])
         begin, end = entry["data_offsets"]
+        if rows is not None:
+            row_bytes = (end - begin) // shape[0]
+            begin, end, shape[0] = begin + rows[0] * row_bytes, begin + rows[1] * row_bytes, rows[1] - rows[0]
         buffer = bytearray(end - begin)
         with open(self.directory / filename, "rb") as f:
-            f.seek(entry["start"])
+            f.seek(entry["start"] + begin - entry["data_offsets"][0])
             if f.readinto(buffer) != len(buffer):
                 raise CheckpointError(f"{self.directory / filename} is truncated at tensor {name}")
         dtype = _TORCH_DTYPES[entry["dtype"]]
         if not buffer:
-            return torch.empty(entry["shape"], dtype=dtype)
-        return torch.frombuffer(buffer, dtype=dtype).reshape(entry["shape"])
+            return torch.empty(shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
 
     def tokenizer_files(self) -> list[Path]:
         return [self.directory / f for f in TOKENIZER_FILES if (self.directory / f).exists()]
@@ -174,23 +182,38 @@ def _header(entries: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype) -> b
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _write_shard(path: Path, entries, dtype, get: Callable[[str], torch.Tensor]) -> None:
+def row_blocks(shape: tuple[int, ...], itemsize: int, max_bytes: int = BLOCK_BYTES) -> list[Optional[tuple[int, int]]]:
+    """Row ranges covering a vocabulary-sized tensor in blocks of at most `max_bytes`;
+    [None] (the whole tensor) for anything smaller."""
+    total = itemsize * int(torch.Size(shape).numel())
+    if len(shape) != 2 or total <= max_bytes:
+        return [None]
+    step = max(1, max_bytes // (itemsize * shape[1]))
+    return [(a, min(a + step, shape[0])) for a in range(0, shape[0], step)]
+
+
+def _write_shard(path: Path, entries, dtype, get: Callable[..., torch.Tensor]) -> None:
+    itemsize = torch.empty((), dtype=dtype).element_size()
     with open(path, "wb") as f:
         f.write(_header(entries, dtype))
         for name, shp in entries:
-            t = get(name).to(dtype).contiguous()
-            if tuple(t.shape) != tuple(shp):
-                raise CheckpointError(f"{name}: produced shape {list(t.shape)}, planned {list(shp)}")
-            f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            for rows in row_blocks(shp, itemsize):
+                want = shp if rows is None else (rows[1] - rows[0], *shp[1:])
+                t = (get(name) if rows is None else get(name, rows)).to(dtype).contiguous()
+                if tuple(t.shape) != tuple(want):
+                    raise CheckpointError(f"{name}: produced shape {list(t.shape)}, planned {list(want)}")
+                f.write(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+                del t
         f.flush()
         os.fsync(f.fileno())
 
 
 def write_hf_dir(output: Path, names_shapes: list[tuple[str, tuple[int, ...]]], config: Mapping,
-                 get: Callable[[str], torch.Tensor], dtype: torch.dtype, tokenizer_files: Iterable[Path] = (),
+                 get: Callable[..., torch.Tensor], dtype: torch.dtype, tokenizer_files: Iterable[Path] = (),
                  max_shard_bytes: int = 2 * 1024 ** 3, on_tensor: Callable[[str], None] | None = None) -> Path:
-    """Stream tensors (asked for one at a time through `get`, in `names_shapes` order) into
-    OUTPUT.partial/, then rename it to OUTPUT."""
+    """Stream tensors into OUTPUT.partial/, then rename it to OUTPUT. Tensors are asked
+    for one at a time in `names_shapes` order, as `get(name)`, or `get(name, (start, stop))`
+    in row blocks for vocabulary-sized ones."""
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
     if partial.exists():
@@ -216,7 +239,7 @@ def write_hf_dir(output: Path, names_shapes: list[tuple[str, tuple[int, ...]]], 
 
 
 def _tap(get, on_tensor):
-    def wrapped(name):
+    def wrapped(name, *rows):
         on_tensor(name)
-        return get(name)
+        return get(name, *rows)
     return wrapped

@@ -12,6 +12,7 @@ region and torch reads just the overlapping byte ranges.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.distributed.checkpoint as dcp
@@ -95,9 +96,11 @@ class DistCheckpointSource:
         self.directory, self.shape = Path(directory), shape
         self.dtype = check_shapes(self.directory, shape)
 
-    def global_tensor(self, name: str) -> torch.Tensor:
+    def global_tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
         shp = hm.global_tensor_shapes(self.shape)[name]
-        return read_slice(self.directory, name, (0,) * len(shp), shp, self.dtype)
+        if rows is None:
+            return read_slice(self.directory, name, (0,) * len(shp), shp, self.dtype)
+        return read_slice(self.directory, name, (rows[0], 0), (rows[1] - rows[0], shp[1]), self.dtype)
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         shp = hm.layer_tensor_shapes(self.shape)[name]

@@ -79,14 +79,37 @@ def _layer_entries(shape: ModelShape, layer: int, dtype, source, cast) -> tuple[
     return entries, loaders
 
 
+def row_chunks(shp: tuple[int, ...], itemsize: int, max_bytes: int = 64 * 1024 ** 2) -> int:
+    """How many equal row chunks a vocabulary-sized tensor is stored in: the fewest of at
+    most `max_bytes` each, and at least 2 so small test models take the same path. The
+    chunking is invisible to readers: dist_checkpointing reads any overlap, as it does
+    for the vocab-parallel chunks TP>1 saves."""
+    if len(shp) != 2:
+        return 1
+    need = max(2, -(-itemsize * shp[0] * shp[1] // max_bytes))
+    for k in range(need, min(shp[0], 4096) + 1):
+        if shp[0] % k == 0:
+            return k
+    return 1  # an awkward vocabulary size: one chunk
+
+
 def sharded_state_dict_for(shape: ModelShape, source, dtype: torch.dtype) -> tuple[dict, dict]:
     """A sharded state dict of meta tensors for `shape`, and the loader of every chunk
     keyed by (checkpoint key, global offset)."""
     cast = lambda t: t.to(dtype).contiguous()  # noqa: E731
     state, loaders = {}, {}
+    itemsize = torch.empty((), dtype=dtype).element_size()
     for name, shp in hm.global_tensor_shapes(shape).items():
-        state[name] = ShardedTensor.from_rank_offsets(name, _meta(shp, dtype), replica_id=0)
-        loaders[(name, (0,) * len(shp))] = lambda name=name: cast(source.global_tensor(name))
+        num_chunks = row_chunks(shp, itemsize)
+        rows = shp[0] // num_chunks
+        for k in range(num_chunks):
+            axis = [(0, k, num_chunks)] if num_chunks > 1 else []
+            chunk_shape = (rows, *shp[1:])
+            state[f"{name}.{k}"] = ShardedTensor.from_rank_offsets(name, _meta(chunk_shape, dtype), *axis,
+                                                                   replica_id=0)
+            span = (k * rows, (k + 1) * rows) if num_chunks > 1 else None
+            loaders[(name, (k * rows,) + (0,) * (len(shp) - 1))] = (
+                lambda name=name, span=span: cast(source.global_tensor(name, span)))
     for layer in range(shape.num_layers):
         entries, layer_loaders = _layer_entries(shape, layer, dtype, source, cast)
         state.update({f"layer{layer}.{i}": e for i, e in enumerate(entries)})

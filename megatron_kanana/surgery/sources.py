@@ -4,10 +4,11 @@ Every writer (megatron dist checkpoint, HF directory) pulls tensors by
 megatron name from a `ModelSource`, so conversion and depth up-scaling never
 hold more than a tensor or two of the model:
 
-    source.global_tensor("embedding.word_embeddings.weight")
+    source.global_tensor("embedding.word_embeddings.weight", rows=(0, 4096))   # a row block
     source.layer_tensor(3, "self_attention.linear_qkv.weight")
 
-Sources: `HFSource` (an HF directory, fused on the fly), the megatron
+Big (vocabulary-sized) tensors can be asked for in row blocks, so that neither
+direction ever holds a whole embedding. Sources: `HFSource` (an HF directory, fused on the fly), the megatron
 dist-checkpoint source in `megatron_kanana.mcore.dist_ckpt_reader`, and
 `RemappedSource` (depth up-scaling: output layer j reads source layer map[j]).
 `hf_tensor_getter` turns any source into HF-named tensors for the HF writer.
@@ -15,7 +16,7 @@ dist-checkpoint source in `megatron_kanana.mcore.dist_ckpt_reader`, and
 from __future__ import annotations
 
 import re
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 import torch
 
@@ -31,7 +32,7 @@ class ModelSource(Protocol):
     shape: ModelShape
     dtype: torch.dtype
 
-    def global_tensor(self, name: str) -> torch.Tensor: ...
+    def global_tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor: ...
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor: ...
 
@@ -42,8 +43,8 @@ class HFSource:
     def __init__(self, reader: HFReader):
         self.reader, self.shape, self.dtype = reader, reader.shape, reader.dtype
 
-    def global_tensor(self, name: str) -> torch.Tensor:
-        return self.reader.tensor(hm.GLOBAL_MEGATRON_TO_HF[name])
+    def global_tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        return self.reader.tensor(hm.GLOBAL_MEGATRON_TO_HF[name], rows)
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         p = hm.hf_layer_prefix(layer)
@@ -66,8 +67,8 @@ class RemappedSource:
         self.shape = depth.upscaled_shape(source.shape, self.layer_map)
         self.dtype = source.dtype
 
-    def global_tensor(self, name: str) -> torch.Tensor:
-        return self.source.global_tensor(name)
+    def global_tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        return self.source.global_tensor(name, rows)
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         return self.source.layer_tensor(self.layer_map[layer], name)
@@ -83,8 +84,8 @@ class LastTensorCache:
         self._key, self._value = None, None
         self._layers_seen: set[int] = set()
 
-    def global_tensor(self, name: str) -> torch.Tensor:
-        return self._cached(("global", name), lambda: self.source.global_tensor(name))
+    def global_tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        return self._cached(("global", name, rows), lambda: self.source.global_tensor(name, rows))
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         if layer not in self._layers_seen:
@@ -107,11 +108,13 @@ def hf_names_in_write_order(shape: ModelShape) -> list[tuple[str, tuple[int, ...
     return list(hm.hf_tensor_shapes(shape).items())
 
 
-def hf_tensor_getter(source: ModelSource) -> Callable[[str], torch.Tensor]:
-    """name in HF's naming -> tensor, computed from a megatron-named source."""
-    def get(name: str) -> torch.Tensor:
+def hf_tensor_getter(source: ModelSource) -> Callable[..., torch.Tensor]:
+    """(name in HF's naming, optional row block) -> tensor, computed from a megatron-named source."""
+    def get(name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
         if name in hm.GLOBAL_HF_TO_MEGATRON:
-            return source.global_tensor(hm.GLOBAL_HF_TO_MEGATRON[name])
+            return source.global_tensor(hm.GLOBAL_HF_TO_MEGATRON[name], rows)
+        if rows is not None:
+            raise ValueError(f"row blocks are for vocabulary-sized tensors, not {name}")
         m = _HF_LAYER.match(name)
         if not m:
             raise KeyError(f"not a Llama tensor name: {name}")
