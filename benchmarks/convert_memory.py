@@ -40,8 +40,10 @@ def make_random_hf(directory: Path, dtype=torch.bfloat16) -> int:
     names_shapes = list(hf_mapping.hf_tensor_shapes(shape).items())
     generator = torch.Generator().manual_seed(0)
 
-    def get(name: str) -> torch.Tensor:
+    def get(name: str, rows=None) -> torch.Tensor:
         dims = dict(names_shapes)[name]
+        if rows is not None:  # a row block of the embedding / output layer
+            dims = (rows[1] - rows[0], *dims[1:])
         if len(dims) == 1:  # norms near one, as in a trained model
             return 1 + 0.1 * torch.randn(dims, generator=generator)
         return 0.02 * torch.randn(dims, generator=generator, dtype=dtype)

@@ -25,7 +25,7 @@ from megatron_kanana.config.section import ConfigError
 from megatron_kanana.log import get_logger
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig, check_layout
-from megatron_kanana.surgery import hf_mapping, sources
+from megatron_kanana.surgery import hf_mapping, memory, sources
 
 log = get_logger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    memory.return_freed_memory_eagerly()
     if args.src == args.dst:
         raise ConfigError(f"--from and --to are both {args.src!r}: nothing to convert")
     opened = open_input(args.input, args.src)

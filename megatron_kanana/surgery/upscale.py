@@ -20,7 +20,7 @@ from pathlib import Path
 from megatron_kanana.checkpointing import hf_dir, layout
 from megatron_kanana.config.section import ConfigError
 from megatron_kanana.log import get_logger
-from megatron_kanana.surgery import convert, depth, sources
+from megatron_kanana.surgery import convert, depth, memory, sources
 
 log = get_logger(__name__)
 
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _upscale(args: argparse.Namespace) -> int:
+    memory.return_freed_memory_eagerly()
     src_fmt = "hf" if hf_dir.is_hf_dir(args.input) else "mcore"
     dst_fmt = args.dst or src_fmt
     opened = convert.open_input(args.input, src_fmt)
