@@ -182,9 +182,10 @@ def _header(entries: list[tuple[str, tuple[int, ...]]], dtype: torch.dtype) -> b
     return struct.pack("<Q", len(raw)) + raw
 
 
-def row_blocks(shape: tuple[int, ...], itemsize: int, max_bytes: int = BLOCK_BYTES) -> list[Optional[tuple[int, int]]]:
-    """Row ranges covering a vocabulary-sized tensor in blocks of at most `max_bytes`;
-    [None] (the whole tensor) for anything smaller."""
+def row_blocks(shape: tuple[int, ...], itemsize: int, max_bytes: Optional[int] = None) -> list[Optional[tuple[int, int]]]:
+    """Row ranges covering a vocabulary-sized tensor in blocks of at most `max_bytes`
+    (default BLOCK_BYTES); [None] (the whole tensor) for anything smaller."""
+    max_bytes = max_bytes or BLOCK_BYTES
     total = itemsize * int(torch.Size(shape).numel())
     if len(shape) != 2 or total <= max_bytes:
         return [None]
