@@ -69,7 +69,7 @@ def peak_rss(argv: list[str]) -> tuple[int, float]:
     output = proc.stdout.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{output[-4000:]}")
-    progress = [line for line in output.splitlines() if "layer" in line or "wrote" in line]
+    progress = [line for line in output.splitlines() if "layer" in line or "wrote" in line or "map" in line]
     print("  " + "\n  ".join(progress[:2] + ["..."] + progress[-2:]))
     return peak, time.time() - start
 

@@ -32,10 +32,12 @@ from megatron.core.dist_checkpointing.strategies.torch import (
     mcore_to_pyt_state_dict)
 
 from megatron_kanana.checkpointing.layout import CheckpointError
+from megatron_kanana.log import get_logger
 from megatron_kanana.mcore.dist_ckpt_reader import LAYER_PREFIX
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.surgery import hf_mapping as hm
 
+log = get_logger(__name__)
 # Modules whose (empty, for the local spec) `_extra_state` GPTModel checkpoints per layer.
 EXTRA_STATE_MODULES = ("self_attention.linear_proj", "self_attention.linear_qkv", "mlp.linear_fc1", "mlp.linear_fc2")
 
@@ -120,9 +122,12 @@ def sharded_state_dict_for(shape: ModelShape, source, dtype: torch.dtype) -> tup
 class _LazyPlanner(MCoreSavePlanner):
     """Materialises a meta tensor from its loader when the writer asks for it."""
 
-    def __init__(self, loaders: dict, **kwargs):
+    def __init__(self, loaders: dict, num_layers: int, **kwargs):
         super().__init__(**kwargs)
         self._loaders = loaders
+        # torch writes the biggest items first, across layers, so progress is
+        # reported in layer-sized steps of tensors written rather than per layer
+        self._done, self._report_every = 0, max(1, len(loaders) // max(1, num_layers))
 
     def lookup_object(self, index):
         obj = super().lookup_object(index)
@@ -132,21 +137,25 @@ class _LazyPlanner(MCoreSavePlanner):
         if tensor.numel() != obj.numel() or tensor.dtype != obj.dtype:
             raise CheckpointError(f"{index.fqn} at {list(index.offset)}: source gave {list(tensor.shape)} "
                                   f"{tensor.dtype}, expected {list(obj.shape)} {obj.dtype}")
+        self._done += 1
+        if self._done % self._report_every == 0 or self._done == len(self._loaders):
+            log.info("wrote %d/%d tensors", self._done, len(self._loaders))
         return tensor.reshape(obj.shape)
 
 
 class _LazySaveStrategy(TorchDistSaveShardedStrategy):
     """megatron's torch_dist format, written synchronously by torch's serial writer."""
 
-    def __init__(self, loaders: dict):
+    def __init__(self, loaders: dict, num_layers: int):
         super().__init__("torch_dist", 1, thread_count=1)
-        self._loaders = loaders
+        self._loaders, self._num_layers = loaders, num_layers
 
     def save(self, sharded_state_dict, checkpoint_dir: Path) -> None:
         sharded_state_dict, _, _ = _replace_state_dict_keys_with_sharded_keys(sharded_state_dict, True)
         pyt_state_dict = mcore_to_pyt_state_dict(sharded_state_dict, False)
         writer = dcp.FileSystemWriter(str(checkpoint_dir), thread_count=1, single_file_per_rank=True)
-        planner = _LazyPlanner(self._loaders, dedup_replicated_tensors=False, flatten_state_dict=False)
+        planner = _LazyPlanner(self._loaders, self._num_layers, dedup_replicated_tensors=False,
+                               flatten_state_dict=False)
         dcp.save(pyt_state_dict, storage_writer=writer, planner=planner)
 
 
@@ -156,4 +165,4 @@ def save_source(source, directory: str | Path, dtype: Optional[torch.dtype] = No
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state, loaders = sharded_state_dict_for(source.shape, source, dtype or source.dtype)
-    dist_checkpointing.save(state, str(directory), sharded_strategy=_LazySaveStrategy(loaders))
+    dist_checkpointing.save(state, str(directory), sharded_strategy=_LazySaveStrategy(loaders, source.shape.num_layers))

@@ -102,7 +102,7 @@ def write_output(opened: Opened, source, output: Path, fmt: str, dtype: Optional
                  max_shard_gib: float, extra_meta: Optional[dict] = None) -> Path:
     """Stream `source` into `output` in format `fmt`; returns the published directory."""
     dtype = dtype or source.dtype
-    cached = sources.LastTensorCache(source)
+    cached = sources.LastTensorCache(source, log_layers=fmt == "hf")
     if fmt == "hf":
         config = hf_mapping.hf_config_from_shape(source.shape, dtype, base=opened.hf_config)
         if extra_meta:

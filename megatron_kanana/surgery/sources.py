@@ -76,10 +76,11 @@ class RemappedSource:
 
 class LastTensorCache:
     """Remembers the most recent tensor, so a fused tensor read for its first half
-    (gate, q) is not read again for the next (up, k, v). Logs progress per layer."""
+    (gate, q) is not read again for the next (up, k, v). With `log_layers`, logs
+    progress as each layer is first touched (for writers that go layer by layer)."""
 
-    def __init__(self, source: ModelSource, label: str = "layer"):
-        self.source, self.label = source, label
+    def __init__(self, source: ModelSource, log_layers: bool = False):
+        self.source, self.log_layers = source, log_layers
         self.shape, self.dtype = source.shape, source.dtype
         self._key, self._value = None, None
         self._layers_seen: set[int] = set()
@@ -88,9 +89,9 @@ class LastTensorCache:
         return self._cached(("global", name, rows), lambda: self.source.global_tensor(name, rows))
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
-        if layer not in self._layers_seen:
+        if self.log_layers and layer not in self._layers_seen:
             self._layers_seen.add(layer)
-            log.info("%s %d/%d", self.label, len(self._layers_seen), self.shape.num_layers)
+            log.info("layer %d/%d", len(self._layers_seen), self.shape.num_layers)
         return self._cached((layer, name), lambda: self.source.layer_tensor(layer, name))
 
     def _cached(self, key, read: Callable[[], torch.Tensor]) -> torch.Tensor:
