@@ -68,8 +68,9 @@ def _cli_calls(root: Path) -> list:
     for name in SHAPES:
         calls.append(["convert", "--from", "hf", "--to", "mcore", "--input", str(root / f"{name}_hf"),
                       "--output", str(root / f"{name}_mc"), "--tp", "2", "--pp", "2"])
+        shards = ["--max-shard-size", "0.0001"] if name == "gqa_sharded" else []  # ~100 KiB shards
         calls.append(["convert", "--from", "mcore", "--to", "hf", "--input", str(root / f"{name}_mc"),
-                      "--output", str(root / f"{name}_back")])
+                      "--output", str(root / f"{name}_back"), *shards])
     calls.append(["upscale-depth", "--input", str(root / "nano_mc"), "--output", str(root / "up_mc"),
                   "--layers", UPSCALE_SPEC, "--tp", "2"])
     calls.append(["convert", "--from", "mcore", "--to", "hf", "--input", str(root / "up_mc"),

@@ -44,9 +44,11 @@ def test_round_trip_is_bit_exact(converted, name):
     assert config["rms_norm_eps"] == 1e-5 and config["rope_parameters"]["rope_theta"] == 500000.0
 
 
-def test_sharded_input_gives_sharded_output_layout(converted):
+def test_sharded_output_loads_in_transformers(converted):
     root, _ = converted
-    assert (root / "gqa_sharded_hf" / hf_dir.INDEX).exists()
+    assert (root / "gqa_sharded_hf" / hf_dir.INDEX).exists() and (root / "gqa_sharded_back" / hf_dir.INDEX).exists()
+    tokens = worker_tokens(SHAPES["gqa_sharded"][0]["vocab_size"])
+    assert torch.equal(hf_logits(root / "gqa_sharded_back", tokens), hf_logits(root / "gqa_sharded_hf", tokens))
     meta = layout.read_meta(layout.resolve(root / "gqa_sharded_mc"))
     assert meta["contents"] == ["model"] and meta["model"]["num_query_groups"] == 2
     assert (root / "gqa_sharded_mc" / "latest").read_text().strip() == "iter_0000000"
