@@ -14,6 +14,7 @@ import sys
 
 # name -> (module, one-line help). Keep sorted by name.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "convert": ("megatron_kanana.surgery.convert", "Convert Hugging Face Llama <-> megatron-core checkpoints"),
     "curate": ("megatron_kanana.curation.curate", "Curate JSONL shards: dedup, heuristics, language ID, PII, quality"),
     "curate-train-classifier": ("megatron_kanana.curation.classifier.train",
                                 "Train the fastText-style quality classifier, iteratively"),
@@ -26,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "preprocess-merge": ("megatron_kanana.data.preprocess_merge", "Concatenate indexed datasets into one"),
     "train": ("megatron_kanana.training.train", "Pre-train on megatron-core from a sectioned YAML config"),
     "train-tokenizer": ("megatron_kanana.data.tokenizer_training", "Train a bilingual SentencePiece BPE tokenizer"),
+    "upscale-depth": ("megatron_kanana.surgery.upscale", "Depth up-scaling: stack source layers (SOLAR) into a deeper model"),
 }
 
 

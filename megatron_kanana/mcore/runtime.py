@@ -141,3 +141,10 @@ def data_group():
 
 def pipeline_group():
     return parallel_state.get_pipeline_model_parallel_group()
+
+
+def reset_model_parallel() -> None:
+    """Drop megatron's groups but keep torch.distributed, so one process can
+    build models at several layouts in turn (tests, tools); `initialize` again after."""
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
