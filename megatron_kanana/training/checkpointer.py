@@ -105,8 +105,15 @@ class Checkpointer:
             return layout.resolve(Path(self.cfg.load)), False
         return None, False
 
-    def load(self, chunks, optimizer, directory: Path, own_run: bool) -> dict[str, Any]:
+    def load(self, chunks, optimizer, directory: Path, own_run: bool, model: dict[str, Any]) -> dict[str, Any]:
         meta = layout.read_meta(directory)
+        saved = meta.get("model")
+        if saved is not None:
+            diff = sorted(k for k in set(saved) | set(model) if saved.get(k) != model.get(k))
+            if diff:
+                raise layout.CheckpointError(
+                    f"{directory} holds a different model: " +
+                    ", ".join(f"{k} {saved.get(k)} (checkpoint) vs {model.get(k)} (config)" for k in diff))
         with_optimizer = "optimizer" in meta.get("contents", []) and (own_run or self.cfg.load_optimizer)
         mcore_ckpt.load_training_state(chunks, optimizer if with_optimizer else None, directory)
         rng_file = directory / "rng" / f"rank_{self.rank:05d}.pt"

@@ -81,7 +81,7 @@ class Trainer:
             log.info(f"fresh run: {self.plan.end_step - self.step} steps over stages "
                      f"{[self.plan.stages[i].name for i in self.plan.run_range]}")
             return
-        meta = self.checkpointer.load(self.chunks, self.optimizer, directory, own)
+        meta = self.checkpointer.load(self.chunks, self.optimizer, directory, own, self.cfg.model.to_dict())
         if own and not self.cfg.checkpoint.reset_progress:
             state = meta["train_state"]
             self.step, self.consumed_tokens = state["step"], state["consumed_tokens"]
