@@ -15,6 +15,7 @@ and exits at the next step boundary, all ranks agreeing through an all-reduce.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any, Optional
@@ -64,16 +65,15 @@ class Checkpointer:
         partial = layout.partial_dir(self.root, step)
         if self.rank == 0:
             if partial.exists():  # left by a killed save of the same step
-                import shutil
                 shutil.rmtree(partial)
             partial.mkdir(parents=True)
         mcore_ckpt.barrier()
-        rng_dir = partial / "rng"
-        rng_dir.mkdir(exist_ok=True)
-        torch.save(mcore_ckpt.rng_state(), rng_dir / f"rank_{self.rank:05d}.pt")
+        rng = mcore_ckpt.rng_state()  # captured now; an async save finishes steps later
         meta = dict(meta, layout=self.layout_key, contents=["model", "optimizer", "rng"])
 
         def publish() -> None:  # runs on every rank after all shards are written
+            (partial / "rng").mkdir(exist_ok=True)
+            torch.save(rng, partial / "rng" / f"rank_{self.rank:05d}.pt")
             mcore_ckpt.barrier()
             if self.rank == 0:
                 layout.write_meta(partial, meta)

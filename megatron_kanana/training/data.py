@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import field
-from pathlib import Path
 from typing import Literal, Optional
 
 import torch
@@ -80,7 +79,3 @@ def collate(samples: list[dict]) -> dict:
     batch["labels"] = batch["labels"].long()
     return batch
 
-
-def resolve_path(path: str, base: Optional[Path]) -> str:
-    p = Path(path)
-    return str(p if p.is_absolute() or base is None else (base / p))
