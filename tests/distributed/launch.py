@@ -19,8 +19,9 @@ def _free_port() -> int:
 
 def cpu_env() -> dict:
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS="1", KANANA_DEVICE="cpu", PYTHONUNBUFFERED="1",
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "kernels"), env.get("PYTHONPATH", "")]))
+    env.setdefault("KANANA_DEVICE", "cpu")
     return env
 
 
