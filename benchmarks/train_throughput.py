@@ -196,6 +196,13 @@ def run_hf(work: Path, *, preset: str, seq: int, micro_batch: int, steps: int, w
     return json.loads(result.read_text())
 
 
+def gpu_name() -> str:
+    """The card's name, asked in a child process: creating a CUDA context here would hold
+    GPU memory through both runs."""
+    code = "import torch; print(torch.cuda.get_device_name())"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.strip()
+
+
 # -- report ----------------------------------------------------------------------------------
 def table(result: dict) -> str:
     rows = ["| stack | tokens/s (median) | TFLOP/s/GPU | MFU | peak memory |", "|---|---|---|---|---|"]
@@ -239,24 +246,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    import torch
-
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("train_throughput: --device cuda but no CUDA GPU is available (use --device cpu with "
-              "--preset tiny for a logic check)", file=sys.stderr)
-        return 2
-    shape = get_preset(args.preset)
-    out = Path(args.out).resolve()
-    work = out / "train_throughput_work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+def measure(args: argparse.Namespace, shape: ModelShape, work: Path) -> dict:
+    """Run the selected sides one after the other; the result JSON's content."""
     tokens_per_step = args.micro_batch * args.seq
     total = args.warmup + args.steps
     result = {"preset": args.preset, "seq": args.seq, "micro_batch": args.micro_batch, "steps": args.steps,
               "warmup": args.warmup, "device": args.device, "peak_tflops": args.peak_tflops,
-              "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+              "gpu": gpu_name() if args.device == "cuda" else None,
               "date": datetime.date.today().isoformat(), "parameters": shape.parameters}
     if not args.skip_trainer:
         config = write_trainer_inputs(work, shape, args.preset, seq=args.seq, micro_batch=args.micro_batch,
@@ -276,6 +272,27 @@ def main(argv: list[str] | None = None) -> int:
         t, h = result["trainer"], result["transformers"]
         result["ratio_tokens_per_s"] = t["tokens_per_s"] / h["tokens_per_s"]
         result["ratio_memory"] = t["memory_gib"] / h["memory_gib"]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("train_throughput: --device cuda but no CUDA GPU is available (use --device cpu with "
+              "--preset tiny for a logic check)", file=sys.stderr)
+        return 2
+    shape = get_preset(args.preset)
+    out = Path(args.out).resolve()
+    work = out / "train_throughput_work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        result = measure(args, shape, work)
+    except (RuntimeError, TimeoutError, subprocess.TimeoutExpired) as e:
+        print(f"train_throughput: {e}\n(inputs and logs kept in {work})", file=sys.stderr)
+        return 1
     path = out / "train_throughput.json"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(result, indent=1))
