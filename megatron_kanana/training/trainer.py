@@ -149,6 +149,8 @@ class Trainer:
         result = mcore_step.train_step(self.chunks, self.optimizer, self.forward_step, batches,
                                        data.micro_batch_size, data.seq_length, extra_keys=("z loss",),
                                        should_step=self._loss_is_good)
+        if self.rt.device == "cuda":
+            torch.cuda.synchronize()  # the step's kernels are queued; time them in this step
         seconds = time.perf_counter() - start
         skipped = not result.update_successful
         tokens = data.global_batch_size * data.seq_length
