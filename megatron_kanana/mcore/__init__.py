@@ -11,5 +11,6 @@ import warnings as _warnings
 # On CPU (and in containers without apex) megatron warns once per module that it
 # falls back to torch implementations; that is the expected path here, not news.
 for _pattern in ("Transformer Engine and Apex are not installed", "Apex is not installed",
-                 "full scope is deprecated"):
+                 "full scope is deprecated", "deprecating ShardedTensor", "`load_state_dict` is deprecated",
+                 "CUDA_DEVICE_MAX_CONNECTIONS"):
     _warnings.filterwarnings("ignore", message=f".*{_pattern}.*")
