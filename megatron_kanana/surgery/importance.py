@@ -50,38 +50,42 @@ class Aggregation:
 
 # ---------------------------------------------------------------- per micro-batch
 
+# Per-position work is fp32 (bf16 activations are upcast); sums over positions and
+# samples are float64, so scores do not depend on the reduction order (TP vs no TP).
+
 def channel_magnitude(x_SBN: torch.Tensor) -> torch.Tensor:
-    return x_SBN.double().abs()
+    return x_SBN.float().abs()
 
 
 def head_magnitude(x_SBF: torch.Tensor, head_dim: int) -> torch.Tensor:
     """[seq, batch, heads * head_dim] (core attention output) -> [seq, batch, heads]."""
     s, b, f = x_SBF.shape
-    return x_SBF.double().reshape(s, b, f // head_dim, head_dim).norm(dim=-1)
+    return x_SBF.float().reshape(s, b, f // head_dim, head_dim).norm(dim=-1)
 
 
 def gate_up_magnitude(fc1_SB2F: torch.Tensor) -> torch.Tensor:
     """fc1 output [gate | up] (this rank's halves) -> mean of |gate| and |up| per neuron."""
-    gate, up = fc1_SB2F.double().chunk(2, dim=-1)
+    gate, up = fc1_SB2F.float().chunk(2, dim=-1)
     return (gate.abs() + up.abs()) / 2
 
 
 def per_sample(magnitude_SBN: torch.Tensor, sequence: str) -> torch.Tensor:
     """Reduce over positions: [seq, batch, n] -> [batch, n]."""
     if sequence == "mean":
-        return magnitude_SBN.mean(dim=0)
-    return magnitude_SBN.pow(2).sum(dim=0).sqrt()
+        return magnitude_SBN.sum(dim=0, dtype=torch.float64) / magnitude_SBN.shape[0]
+    return magnitude_SBN.pow(2).sum(dim=0, dtype=torch.float64).sqrt()
 
 
 def batch_statistic(per_sample_BN: torch.Tensor, batch: str) -> torch.Tensor:
     """What a micro-batch adds to the running statistic: [batch, n] -> [n]."""
+    per_sample_BN = per_sample_BN.double()
     return per_sample_BN.pow(2).sum(dim=0) if batch == "l2" else per_sample_BN.sum(dim=0)
 
 
 def block_importance_sum(x_in_SBH: torch.Tensor, x_out_SBH: torch.Tensor) -> tuple[float, int]:
     """(sum over tokens of 1 - cos(input, output), number of tokens)."""
-    cos = torch.nn.functional.cosine_similarity(x_in_SBH.double(), x_out_SBH.double(), dim=-1)
-    return float((1 - cos).sum()), cos.numel()
+    cos = torch.nn.functional.cosine_similarity(x_in_SBH.float(), x_out_SBH.float(), dim=-1)
+    return float((1 - cos).sum(dtype=torch.float64)), cos.numel()
 
 
 # ---------------------------------------------------------------- final scores
