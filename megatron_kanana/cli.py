@@ -23,6 +23,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mixture": ("megatron_kanana.data.mixture_report", "Show a stage mixture: shares, tokens available, epochs"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),
+    "prune": ("megatron_kanana.surgery.prune", "Width/depth pruning by importance scores (heads per KV group, tied embeddings)"),
+    "prune-score": ("megatron_kanana.surgery.score", "Activation importance of channels, heads, neurons, layers for pruning"),
     "preprocess": ("megatron_kanana.data.preprocess", "Tokenize JSONL into a megatron-core indexed dataset"),
     "preprocess-merge": ("megatron_kanana.data.preprocess_merge", "Concatenate indexed datasets into one"),
     "train": ("megatron_kanana.training.train", "Pre-train on megatron-core from a sectioned YAML config"),

@@ -10,7 +10,8 @@ hold more than a tensor or two of the model:
 Big (vocabulary-sized) tensors can be asked for in row blocks, so that neither
 direction ever holds a whole embedding. Sources: `HFSource` (an HF directory, fused on the fly), the megatron
 dist-checkpoint source in `megatron_kanana.mcore.dist_ckpt_reader`, and
-`RemappedSource` (depth up-scaling: output layer j reads source layer map[j]).
+`RemappedSource` (depth up-scaling: output layer j reads source layer map[j]),
+`PrunedSource` (width/depth pruning: index selection by a `width.KeepPlan`).
 `hf_tensor_getter` turns any source into HF-named tensors for the HF writer.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from megatron_kanana.checkpointing.hf_dir import HFReader
 from megatron_kanana.log import get_logger
 from megatron_kanana.models.shape import ModelShape
-from megatron_kanana.surgery import depth, hf_mapping as hm
+from megatron_kanana.surgery import depth, hf_mapping as hm, width
 
 log = get_logger(__name__)
 
@@ -72,6 +73,37 @@ class RemappedSource:
 
     def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
         return self.source.layer_tensor(self.layer_map[layer], name)
+
+
+class PrunedSource:
+    """Width/depth pruning: each tensor is the source tensor with the plan's indices kept."""
+
+    def __init__(self, source: ModelSource, plan: width.KeepPlan):
+        self.source, self.plan = source, plan
+        self.shape, self.dtype = plan.shape, source.dtype
+
+    def global_tensor(self, name: str, rows: Optional[tuple[int, int]] = None) -> torch.Tensor:
+        hidden = self.plan.hidden
+        if name == hm.FINAL_NORM:
+            return width.prune_norm(self.source.global_tensor(name, rows), hidden)
+        embedding = width.prune_embedding(self.source.global_tensor(name, rows), hidden)
+        if name == hm.EMBEDDING and self.plan.average_embeddings:
+            output = width.prune_embedding(self.source.global_tensor(hm.OUTPUT, rows), hidden)
+            return width.tie_by_averaging(embedding, output)
+        return embedding
+
+    def layer_tensor(self, layer: int, name: str) -> torch.Tensor:
+        src = self.plan.layers[layer]
+        tensor, plan, shape = self.source.layer_tensor(src, name), self.plan, self.source.shape
+        if name in (hm.ATTN_NORM, hm.MLP_NORM):
+            return width.prune_norm(tensor, plan.hidden)
+        if name == hm.QKV:
+            return width.prune_qkv(tensor, shape, plan.hidden, plan.heads_of(src))
+        if name == hm.PROJ:
+            return width.prune_proj(tensor, shape, plan.hidden, plan.heads_of(src))
+        if name == hm.FC1:
+            return width.prune_fc1(tensor, plan.hidden, plan.ffn_of(src))
+        return width.prune_fc2(tensor, plan.hidden, plan.ffn_of(src))
 
 
 class LastTensorCache:
