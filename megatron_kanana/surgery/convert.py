@@ -72,9 +72,19 @@ def open_input(path: Path, fmt: str) -> Opened:
     if "model" not in meta.get("contents", ["model"]) or not isinstance(meta.get("model"), dict):
         raise layout.CheckpointError(f"{directory}/{layout.META} has no model shape")
     shape = ModelShape.from_dict(meta["model"])
-    tok = meta.get("tokenizer")
-    tokenizer_files = sorted(p for p in (directory / tok).iterdir() if p.is_file()) if tok else []
-    return Opened(DistCheckpointSource(directory, shape), tokenizer_files, meta.get("hf_config"), meta)
+    return Opened(DistCheckpointSource(directory, shape), _tokenizer_files(directory, meta.get("tokenizer")),
+                  meta.get("hf_config"), meta)
+
+
+def _tokenizer_files(directory: Path, tok: Optional[str]) -> list[Path]:
+    """A converted checkpoint names a tokenizer folder beside its weights; a training
+    run's checkpoint names the tokenizer file or folder it trained with (absolute)."""
+    if not tok:
+        return []
+    path = directory / tok  # an absolute `tok` stays as it is
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else []
 
 
 def check_parallel(shape: ModelShape, tp: int, pp: int, vpp: Optional[int]) -> None:
