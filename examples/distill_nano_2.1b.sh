@@ -1,10 +1,11 @@
 #!/bin/bash
 # Kanana Nano 2.1B from the pruned checkpoint, on 8 nodes × 8 H100: 300B tokens of stage-2
-# data. Until the pruning/distillation issue adds the `distill` section, this runs PLAIN LM
-# training with Kanana's distillation hyper-parameters (see the config's header).
-#   mkdir -p logs && PRUNED_CKPT=runs/kanana_nano_2.1b_pruned sbatch examples/distill_nano_2.1b.sh
+# data, distilled from the 8B (KL on the final logits; see the config's header).
+#   mkdir -p logs && PRUNED_CKPT=runs/kanana_nano_2.1b_pruned TEACHER_CKPT=runs/kanana_8b_stage2/checkpoints \
+#       sbatch examples/distill_nano_2.1b.sh
 #   DRY_RUN=1 bash examples/distill_nano_2.1b.sh        # resolved config + srun line, no GPUs
-# Env: PRUNED_CKPT (default RUN_ROOT/kanana_nano_2.1b_pruned), RUN_DIR (default
+# Env: PRUNED_CKPT (default RUN_ROOT/kanana_nano_2.1b_pruned), TEACHER_CKPT (default
+# RUN_ROOT/kanana_8b_stage2/checkpoints), RUN_DIR (default
 # RUN_ROOT/kanana_nano_2.1b_distill), CONTAINER_IMAGE, ... (examples/slurm_common.sh).
 #SBATCH --job-name=kanana-nano-2.1b
 #SBATCH --nodes=8
@@ -26,6 +27,8 @@ source "$REPO_DIR/examples/slurm_common.sh" || { echo "set REPO_DIR to the megat
 
 RUN_DIR=${RUN_DIR:-$RUN_ROOT/kanana_nano_2.1b_distill}
 PRUNED_CKPT=${PRUNED_CKPT:-$RUN_ROOT/kanana_nano_2.1b_pruned}
+TEACHER_CKPT=${TEACHER_CKPT:-$RUN_ROOT/kanana_8b_stage2/checkpoints}
 kanana_require_checkpoint "$PRUNED_CKPT"
+kanana_require_checkpoint "$TEACHER_CKPT"
 kanana_launch examples/pretrain/kanana_nano_2.1b_distill.yaml "run.output_dir=$RUN_DIR" \
-    "checkpoint.load=$PRUNED_CKPT" "$@"
+    "checkpoint.load=$PRUNED_CKPT" "distill.teacher=$TEACHER_CKPT" "$@"

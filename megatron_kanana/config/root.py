@@ -20,6 +20,7 @@ from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 from megatron_kanana.training.data import DataConfig
+from megatron_kanana.training.distill_config import DistillConfig, check_compatible
 from megatron_kanana.training.lr_schedule import ScheduleConfig
 from megatron_kanana.training.metrics import LoggingConfig
 from megatron_kanana.training.optim import OptimConfig
@@ -36,6 +37,8 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig, metadata={"help": "LR schedule template."})
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Saving and loading."})
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Log lines and sinks."})
+    distill: Optional[DistillConfig] = field(default=None, metadata={
+        "help": "Logit distillation from a frozen teacher checkpoint (None: plain language modelling)."})
 
     @classmethod
     def from_dict(cls, data, prefix: str = ""):
@@ -52,6 +55,8 @@ class TrainConfig(Section):
         if tokenizer_vocab_size is not None and tokenizer_vocab_size > self.model.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer_vocab_size} tokens but model.vocab_size is "
                               f"{self.model.vocab_size}")
+        if self.distill is not None:
+            check_compatible(self.model, self.distill.teacher_shape())
 
 
 def resolve_model(model: Any) -> ModelShape:
@@ -97,7 +102,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
 
 def _resolve_relative_paths(data: dict, base: Path) -> None:
     """Paths in a config file are relative to the file, so configs work from any cwd."""
-    for section, key in (("data", "mixture"), ("data", "tokenizer"), ("data", "data_root"), ("run", "output_dir"), ("checkpoint", "load")):
+    for section, key in (("data", "mixture"), ("data", "tokenizer"), ("data", "data_root"), ("run", "output_dir"), ("checkpoint", "load"),
+                         ("distill", "teacher")):
         value = (data.get(section) or {}).get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith("$"):
             data[section][key] = str((base / value).resolve())

@@ -48,3 +48,27 @@ def lm_loss_with_z(logits: torch.Tensor, target: torch.Tensor, loss_mask: torch.
     ce_mean = (ce * mask).sum() / denom
     z_mean = z_loss_coef * (lse.square() * mask).sum() / denom
     return ce_mean + z_mean, ce_mean, z_mean
+
+
+def vocab_parallel_kl_div(student_logits: torch.Tensor, teacher_logits: torch.Tensor, loss_mask: torch.Tensor,
+                          temperature: float = 1.0) -> torch.Tensor:
+    """Mean over masked tokens of T² · KL(softmax(t/T) ‖ softmax(s/T)), logits split over TP ranks.
+
+    KL = Σ_v p_t (log p_t − s_v/T) + logsumexp(s/T), using Σ_v p_t = 1. The
+    normalisers come from `vocab_parallel_logsumexp` (max and sum-exp
+    all-reduced); the vocabulary sum is this rank's partial sum, all-reduced with
+    an identity backward. The student's logsumexp is kept outside that sum on
+    purpose: it is already the same on every rank, and inside a per-rank partial
+    sum its gradient would be weighted by this rank's share of p_t only (wrong).
+    The teacher gets no gradient. T² keeps the gradient's scale independent of T
+    (Hinton et al., 2015).
+    """
+    s = student_logits.float() / temperature
+    with torch.no_grad():
+        t = teacher_logits.float() / temperature
+        t_logp = t - vocab_parallel_logsumexp(t).unsqueeze(-1)
+        t_p = t_logp.exp()
+    cross = reduce_from_tensor_model_parallel_region((t_p * (t_logp - s)).sum(dim=-1))
+    kl = cross + vocab_parallel_logsumexp(s)
+    mask = loss_mask.float()
+    return temperature ** 2 * (kl * mask).sum() / mask.sum().clamp(min=1.0)

@@ -104,6 +104,7 @@ class _Interval:
     has_grad_norm: bool = False
     tokens: int = 0
     seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
 
     def mean(self, total: float, present: bool = True) -> float | None:
         return total / self.good if self.good and present else None
@@ -146,12 +147,14 @@ class MetricsLogger:
 
     def log_step(self, iteration: int, *, loss: float, lr: float, tokens: int, seconds: float,
                  consumed_tokens: int, z_loss: float | None = None, grad_norm: float | None = None,
-                 skipped: bool = False) -> dict[str, Any] | None:
+                 skipped: bool = False, extra: Mapping[str, float] | None = None) -> dict[str, Any] | None:
         """Record one finished iteration; returns the record when this one was logged.
 
         `tokens`: tokens of this iteration over all data-parallel ranks;
         `consumed_tokens`: the run's total after it (restored on resume);
-        `skipped`: the NaN guard skipped this step (its loss is left out of the mean).
+        `skipped`: the NaN guard skipped this step (its loss is left out of the mean);
+        `extra`: further losses (e.g. distillation's "kl loss"), averaged like the loss,
+        recorded with spaces as underscores ("kl_loss").
         """
         if not self.active:
             return None
@@ -169,6 +172,8 @@ class MetricsLogger:
                 iv.z_loss, iv.has_z_loss = iv.z_loss + float(z_loss), True
             if grad_norm is not None:
                 iv.grad_norm, iv.has_grad_norm = iv.grad_norm + float(grad_norm), True
+            for key, value in (extra or {}).items():
+                iv.extra[key] = iv.extra.get(key, 0.0) + float(value)
         due = iteration % self.cfg.log_interval == 0 or iteration >= self.total_iterations
         record = self._emit(iteration, lr, consumed_tokens) if due else None
         if self.progress is not None:
@@ -189,6 +194,8 @@ class MetricsLogger:
             "memory_gib": memory_gib, "memory_kind": memory_kind,
             "skipped_iterations": iv.skipped, "skipped_total": self.skipped_total, "time": time.time(),
         }
+        for key, total in iv.extra.items():
+            record[key.replace(" ", "_")] = iv.mean(total)
         if self.on_gpu and self.flops_per_token and iv.seconds > 0:
             tp = throughput(iv.tokens, iv.seconds, self.flops_per_token, self.num_gpus, self.cfg.peak_tflops_per_gpu)
             record["tflops_per_gpu"], record["mfu"] = tp.tflops_per_gpu, tp.mfu
@@ -262,8 +269,12 @@ def format_train_line(r: Mapping[str, Any]) -> str:
         f"consumed tokens: {r['consumed_tokens']}",
         f"elapsed time per iteration (ms): {_fmt(ms, '.1f')}",
         f"learning rate: {r['lr']:.6E}",
-        f"lm loss: {_fmt(r['loss'], '.6E')}",
     ]
+    if r.get("kl_loss") is not None:  # distillation: the loss is the KL mix; show both parts
+        parts += [f"loss: {_fmt(r['loss'], '.6E')}", f"kl loss: {r['kl_loss']:.6E}",
+                  f"lm loss: {_fmt(r.get('lm_loss'), '.6E')}"]
+    else:
+        parts.append(f"lm loss: {_fmt(r['loss'], '.6E')}")
     if r.get("z_loss") is not None:
         parts.append(f"z loss: {r['z_loss']:.6E}")
     if r.get("grad_norm") is not None:

@@ -19,10 +19,13 @@ import torch
 
 from megatron_kanana.config.root import TrainConfig
 from megatron_kanana.log import get_logger
-from megatron_kanana.mcore import model as mcore_model, runtime, step as mcore_step
+from megatron_kanana.mcore import distill as mcore_distill, model as mcore_model, runtime, step as mcore_step
 from megatron_kanana.mcore.datasets import build_gpt_datasets
 from megatron_kanana.training.checkpointer import Checkpointer
 from megatron_kanana.training.data import collate, micro_batches
+from megatron_kanana.parallel.config import check_layout
+from megatron_kanana.training import distill_step
+from megatron_kanana.training.distill_step import make_distill_forward_step
 from megatron_kanana.training.lm_step import make_forward_step
 from megatron_kanana.training.metrics import MetricsLogger
 from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
@@ -59,6 +62,10 @@ class Trainer:
             adam_beta2=cfg.optim.adam_beta2, adam_eps=cfg.optim.adam_eps, clip_grad=cfg.optim.clip_grad,
             use_distributed_optimizer=cfg.optim.use_distributed_optimizer))
         self.forward_step = make_forward_step(cfg.optim.z_loss_coef)
+        self.loss_key, self.extra_keys = "lm loss", ("z loss",)
+        self.schedule_chunks = self.chunks  # what megatron's schedules run: the student, or student + teacher
+        if cfg.distill is not None:
+            self._add_teacher()
         layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
                       "vpp": self.rt.layout.virtual_pipeline}
         self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
@@ -73,6 +80,20 @@ class Trainer:
                                      run_config=cfg.to_dict(), rank=self.rt.rank,
                                      on_gpu=self.rt.device == "cuda")
         self._datasets: dict[int, tuple] = {}
+
+    def _add_teacher(self) -> None:
+        """Distillation: a frozen teacher beside the student, stage by stage (mcore/distill.py)."""
+        distill = self.cfg.distill
+        shape = distill.teacher_shape()
+        check_layout(self.cfg.parallel, shape, self.rt.world_size, self.rt.device)
+        directory = distill.teacher_checkpoint()
+        teacher = mcore_distill.build_teacher(shape, self.cfg.parallel, self.rt.device, directory,
+                                              seq_length=self.cfg.data.seq_length, bf16=self.cfg.optim.bf16)
+        self.schedule_chunks = mcore_distill.pair_stages(self.chunks, teacher)
+        self.forward_step = make_distill_forward_step(distill, self.cfg.optim.z_loss_coef)
+        self.loss_key, self.extra_keys = distill_step.LOSS_KEY, distill_step.EXTRA_KEYS
+        log.info(f"distilling from {directory} (teacher: {shape.num_layers} layers × {shape.hidden_size}, "
+                 f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight})")
 
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -146,9 +167,9 @@ class Trainer:
         train, _ = self._stage_datasets(stage_index)
         batches = micro_batches(train, stage_step, data, runtime.data_rank(), self.rt.layout.data)
         start = time.perf_counter()
-        result = mcore_step.train_step(self.chunks, self.optimizer, self.forward_step, batches,
-                                       data.micro_batch_size, data.seq_length, extra_keys=("z loss",),
-                                       should_step=self._loss_is_good)
+        result = mcore_step.train_step(self.schedule_chunks, self.optimizer, self.forward_step, batches,
+                                       data.micro_batch_size, data.seq_length, loss_key=self.loss_key,
+                                       extra_keys=self.extra_keys, should_step=self._loss_is_good)
         if self.rt.device == "cuda":
             torch.cuda.synchronize()  # the step's kernels are queued; time them in this step
         seconds = time.perf_counter() - start
@@ -158,7 +179,8 @@ class Trainer:
         self.consumed_tokens += tokens
         self.metrics.log_step(self.step, loss=result.loss, lr=lr, tokens=tokens, seconds=seconds,
                               consumed_tokens=self.consumed_tokens, z_loss=result.extra.get("z loss"),
-                              grad_norm=result.grad_norm, skipped=skipped)
+                              grad_norm=result.grad_norm, skipped=skipped,
+                              extra={k: v for k, v in result.extra.items() if k != "z loss"})
         self.checkpointer.poll()
 
     def _loss_is_good(self, loss: float) -> bool:
@@ -201,7 +223,7 @@ class Trainer:
             samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
             batches = [collate(samples[i:i + data.micro_batch_size]) for i in range(0, per_rank, data.micro_batch_size)]
             with torch.no_grad():
-                dicts = mcore_step.run_schedule(self.chunks, self.forward_step, batches, data.micro_batch_size,
+                dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches, data.micro_batch_size,
                                                 data.seq_length, forward_only=True)
             losses[category] = mcore_step.average_losses(dicts, "lm loss")
         for chunk in self.chunks:
