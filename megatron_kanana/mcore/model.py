@@ -2,17 +2,22 @@
 
     config = transformer_config(shape, parallel, device="cpu")
     chunks = build_model(shape, config)      # one GPTModel per virtual pipeline stage
+    chunks = build_model(shape, config, kernels=cfg.kernels)   # with Kanana's kernels
 
 Layer spec: Transformer Engine's when TE imports on a GPU; otherwise
 megatron-core's local spec with its core attention swapped for
 `SDPACoreAttention` (never the local unfused attention, which materialises
-the score matrix). Both specs map to the same dist-checkpoint keys, so a
-checkpoint does not depend on which one ran.
+the score matrix), and, per the kernels section, its RMSNorms (the decoder's
+final norm included) and MLP activation swapped for kanana_kernels-backed
+modules (mcore/kernel_layers.py). `kernels.lm_head_loss: fused` also makes the
+last stage return hidden states for the fused LM-head loss (mcore/fused_head.py).
+All variants map to the same dist-checkpoint keys, so a checkpoint does not
+depend on which one ran.
 """
 from __future__ import annotations
 
 import importlib.util
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +25,17 @@ from megatron.core import parallel_state
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
 from megatron.core.transformer.spec_utils import ModuleSpec
+from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_kanana.mcore.attention import SDPACoreAttention
+from megatron_kanana.mcore.fused_head import install_fused_lm_head
+from megatron_kanana.mcore.kernel_layers import KernelRMSNorm, KernelSwiGLUMLP
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
+
+if TYPE_CHECKING:
+    from megatron_kanana.training.kernels_config import KernelsConfig
 
 
 def transformer_engine_available() -> bool:
@@ -79,29 +90,61 @@ def transformer_config(shape: ModelShape, parallel: ParallelConfig, device: str,
     return TransformerConfig(**kwargs)
 
 
-def layer_spec(use_transformer_engine: Optional[bool] = None) -> ModuleSpec:
+def layer_spec(use_transformer_engine: Optional[bool] = None,
+               kernels: Optional["KernelsConfig"] = None) -> ModuleSpec:
+    """One transformer layer's spec. `kernels` (None = megatron's own modules) applies to the local spec."""
     if use_transformer_engine is None:
         use_transformer_engine = transformer_engine_available()
-    if use_transformer_engine:
+    if use_transformer_engine:  # TE fuses the norm into its linears and the activation into its MLP
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
 
         return get_gpt_layer_with_transformer_engine_spec()
     spec = get_gpt_layer_local_spec(normalization="RMSNorm")
-    spec.submodules.self_attention.submodules.core_attention = SDPACoreAttention
+    layer = spec.submodules
+    layer.self_attention.submodules.core_attention = SDPACoreAttention
+    norm = kernel_norm_spec(kernels)
+    if norm is not None:
+        layer.input_layernorm = layer.pre_mlp_layernorm = norm
+    if kernels is not None and kernels.swiglu != "megatron":
+        layer.mlp = ModuleSpec(module=KernelSwiGLUMLP, submodules=layer.mlp.submodules,
+                               params={"impl": kernels.swiglu})
     return spec
 
 
+def kernel_norm_spec(kernels: Optional["KernelsConfig"]) -> Optional[ModuleSpec]:
+    """The kanana_kernels RMSNorm spec, or None where megatron's own norm is wanted."""
+    if kernels is None or kernels.rms_norm == "megatron":
+        return None
+    return ModuleSpec(module=KernelRMSNorm, params={"impl": kernels.rms_norm})
+
+
+def _decoder_spec(config: TransformerConfig, spec: ModuleSpec,
+                  vp_stage: Optional[int]) -> Union[ModuleSpec, TransformerBlockSubmodules]:
+    """The layer spec, or the whole block's when the layers use the kernel norm: the final norm
+    then uses it too (GPTModel otherwise builds the final norm from a module-global default)."""
+    norm = getattr(spec.submodules, "input_layernorm", None)
+    if not (isinstance(norm, ModuleSpec) and norm.module is KernelRMSNorm):
+        return spec
+    num_layers = get_num_layers_to_build(config, vp_stage=vp_stage)
+    return TransformerBlockSubmodules(layer_specs=[spec] * num_layers, layer_norm=norm)
+
+
 def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[ModuleSpec] = None,
-                max_sequence_length: Optional[int] = None) -> list[GPTModel]:
-    """One GPTModel per virtual pipeline stage of this rank (a list of one without VPP)."""
-    spec = spec or layer_spec()
+                max_sequence_length: Optional[int] = None,
+                kernels: Optional["KernelsConfig"] = None) -> list[GPTModel]:
+    """One GPTModel per virtual pipeline stage of this rank (a list of one without VPP).
+
+    `kernels` (the kernels config section; None = megatron's own modules and an
+    output layer that returns logits) picks the layer modules and the LM head.
+    """
+    spec = spec or layer_spec(kernels=kernels)
     num_chunks = config.virtual_pipeline_model_parallel_size or 1
     chunks = []
     for vp_stage in range(num_chunks):
         vp = vp_stage if num_chunks > 1 else None
         model = GPTModel(
             config=config,
-            transformer_layer_spec=spec,
+            transformer_layer_spec=_decoder_spec(config, spec, vp),
             vocab_size=shape.vocab_size,
             max_sequence_length=max_sequence_length or shape.max_position_embeddings,
             pre_process=parallel_state.is_pipeline_first_stage(ignore_virtual=False, vp_stage=vp),
@@ -114,6 +157,8 @@ def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[Mod
         )
         if torch.cuda.is_available() and not config.use_cpu_initialization:
             model.cuda(torch.cuda.current_device())
+        if kernels is not None and kernels.fused_lm_head:
+            install_fused_lm_head(model)
         chunks.append(model)
     return chunks
 
