@@ -48,6 +48,10 @@ class Tokenizer(abc.ABC):
     def decode(self, ids: Sequence[int]) -> str:
         """Text of `ids`; special tokens are kept."""
 
+    def token_to_id(self, token: str) -> int | None:
+        """The id of `token` when it is a single entry of the vocabulary (a special token), else None."""
+        return None
+
     @property
     def kind(self) -> str:
         return type(self).__name__
@@ -109,6 +113,9 @@ class HFTokenizer(Tokenizer):
     def encode(self, text: str) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
+    def token_to_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         # encode_batch_fast skips the character offsets, which the data tools never use.
         encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
@@ -153,6 +160,10 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self._sp.encode(text)
+
+    def token_to_id(self, token: str) -> int | None:
+        token_id = self._sp.piece_to_id(token)
+        return None if token_id == self._sp.unk_id() and token != self._sp.id_to_piece(token_id) else token_id
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         # One thread: the data tools parallelise over processes already.

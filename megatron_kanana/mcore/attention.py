@@ -42,8 +42,10 @@ class SDPACoreAttention(MegatronModule):
         mask_type = attn_mask_type or self.attn_mask_type
         sq, sk = q.shape[2], k.shape[2]
         mask, causal = None, False
-        if attention_mask is not None and mask_type != AttnMaskType.causal:
+        if attention_mask is not None:
             mask = ~attention_mask  # megatron: True = masked out; SDPA: True = attend
+            if mask_type == AttnMaskType.causal:  # e.g. packed sequences: block-diagonal AND causal
+                mask = mask & torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq)
         elif mask_type == AttnMaskType.causal and sq == sk:
             causal = True
         elif sq > 1:  # decoding a block against a longer KV cache: causal, bottom-right aligned

@@ -74,7 +74,8 @@ def micro_batches(dataset, step: int, cfg: DataConfig, dp_rank: int, dp_size: in
 
 
 def collate(samples: list[dict]) -> dict:
-    batch = {k: torch.stack([s[k] for s in samples]) for k in ("tokens", "labels", "loss_mask", "position_ids")}
+    keys = ("tokens", "labels", "loss_mask", "position_ids") + (("segment_ids",) if "segment_ids" in samples[0] else ())
+    batch = {k: torch.stack([s[k] for s in samples]) for k in keys}  # segment_ids: packed SFT samples
     batch["tokens"] = batch["tokens"].long()
     batch["labels"] = batch["labels"].long()
     return batch

@@ -1,0 +1,1 @@
+"""Post-training: supervised fine-tuning on chat conversations (data, packing, the SFT step)."""

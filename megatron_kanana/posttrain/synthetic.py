@@ -1,0 +1,64 @@
+"""Small bilingual toy SFT conversations (arithmetic Q/A in Korean and English), deterministic.
+
+    kanana sft-synthetic --num 1000 --output data/sft_toy.jsonl --seed 0
+
+For the CPU miniature: a tiny model can learn these in minutes, and whether it answers
+"1 더하기 2는?" with "3입니다." is a readable check that SFT did something. Some
+conversations have a system prompt and some are two turns long.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+
+_OPS = {"+": ("더하기", "plus", lambda a, b: a + b), "-": ("빼기", "minus", lambda a, b: a - b),
+        "*": ("곱하기", "times", lambda a, b: a * b)}
+_SYSTEM = {"ko": "당신은 계산을 돕는 친절한 조수입니다.", "en": "You are a helpful assistant who does arithmetic."}
+
+
+def _question_answer(rng: random.Random, language: str) -> tuple[str, str]:
+    op = rng.choice(sorted(_OPS))
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    ko, en, fn = _OPS[op]
+    result = fn(a, b)
+    if language == "ko":
+        return f"{a} {ko} {b}는?", f"{result}입니다."
+    return f"What is {a} {en} {b}?", f"{a} {en} {b} is {result}."
+
+
+def conversation(rng: random.Random) -> dict:
+    language = rng.choice(("ko", "en"))
+    messages = [{"role": "system", "content": _SYSTEM[language]}] if rng.random() < 0.3 else []
+    for _ in range(1 if rng.random() < 0.7 else 2):
+        question, answer = _question_answer(rng, language)
+        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": messages}
+
+
+def conversations(num: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    return [conversation(rng) for _ in range(num)]
+
+
+def write_jsonl(path: str, num: int, seed: int = 0) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in conversations(num, seed):
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)  # a partial file never carries the final name
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--num", type=int, required=True, help="number of conversations")
+    parser.add_argument("--output", required=True, help="JSONL file to write")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args) -> int:
+    if args.num < 1:
+        print("kanana sft-synthetic: error: --num must be >= 1")
+        return 1
+    write_jsonl(args.output, args.num, args.seed)
+    print(f"{args.output}: {args.num} conversations (seed {args.seed})")
+    return 0
