@@ -20,7 +20,9 @@ from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 from megatron_kanana.training.data import DataConfig
+from megatron_kanana.posttrain.sft import SFTConfig
 from megatron_kanana.training.distill_config import DistillConfig, check_compatible
+from megatron_kanana.training.kernels_config import KernelsConfig
 from megatron_kanana.training.lr_schedule import ScheduleConfig
 from megatron_kanana.training.metrics import LoggingConfig
 from megatron_kanana.training.optim import OptimConfig
@@ -37,8 +39,12 @@ class TrainConfig(Section):
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig, metadata={"help": "LR schedule template."})
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Saving and loading."})
     logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Log lines and sinks."})
+    kernels: KernelsConfig = field(default_factory=KernelsConfig, metadata={
+        "help": "Per op: Kanana's kernels or megatron-core's modules; fused or unfused LM-head loss."})
     distill: Optional[DistillConfig] = field(default=None, metadata={
         "help": "Logit distillation from a frozen teacher checkpoint (None: plain language modelling)."})
+    sft: Optional[SFTConfig] = field(default=None, metadata={
+        "help": "Supervised fine-tuning on chat data (replaces data.mixture)."})
 
     @classmethod
     def from_dict(cls, data, prefix: str = ""):
@@ -57,6 +63,18 @@ class TrainConfig(Section):
                               f"{self.model.vocab_size}")
         if self.distill is not None:
             check_compatible(self.model, self.distill.teacher_shape())
+        if (self.sft is None) == (self.data.mixture is None):
+            raise ConfigError("set exactly one of data.mixture (pre-training) and an sft section (fine-tuning)")
+        if self.sft is not None and self.sft.seq_length != self.data.seq_length:
+            raise ConfigError(f"sft.seq_length ({self.sft.seq_length}) != data.seq_length ({self.data.seq_length})")
+
+    @property
+    def model_kernels(self) -> KernelsConfig:
+        """The kernels the student is built with: the fused LM head returns hidden states, which
+        only the plain LM step consumes; distillation and SFT compute their losses from logits."""
+        if self.distill is not None or self.sft is not None:
+            return self.kernels.replace(lm_head_loss="unfused")
+        return self.kernels
 
 
 def resolve_model(model: Any) -> ModelShape:
@@ -97,6 +115,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     for assignment in overrides:
         apply_override(data, assignment)
     _resolve_relative_paths(data, path.parent)
+    sft = data.get("sft")
+    if isinstance(sft, dict):  # SFT dataset prefixes are paths too
+        for key in ("data_prefixes", "valid_prefixes"):
+            if isinstance(sft.get(key), list):
+                sft[key] = [str((path.parent / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
+                            for p in sft[key]]
     return TrainConfig.from_dict(data)
 
 

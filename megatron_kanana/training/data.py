@@ -20,8 +20,9 @@ from megatron_kanana.config.section import ConfigError, Section
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Section):
-    mixture: str = field(metadata={"help": "Mixture YAML (stages of weighted dataset prefixes)."})
     tokenizer: str = field(metadata={"help": "Tokenizer path (tokenizer.json, or a SentencePiece dir/model)."})
+    mixture: Optional[str] = field(
+        default=None, metadata={"help": "Mixture YAML (stages of weighted dataset prefixes); None with an `sft` section."})
     data_root: Optional[str] = field(
         default=None, metadata={"help": "Base directory of the mixture's relative dataset paths (overrides its data_root)."})
     stages: Optional[list[str]] = field(default=None, metadata={"help": "Stages to run in order; None = all."})

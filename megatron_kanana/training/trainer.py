@@ -26,10 +26,12 @@ from megatron_kanana.training.data import collate, micro_batches
 from megatron_kanana.parallel.config import check_layout
 from megatron_kanana.training import distill_step
 from megatron_kanana.training.distill_step import make_distill_forward_step
-from megatron_kanana.training.lm_step import make_forward_step
+from megatron_kanana.training.fused_lm_step import select_forward_step
 from megatron_kanana.training.metrics import MetricsLogger
 from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
 from megatron_kanana.training.stages import StagePlan, plan_stages
+from megatron_kanana.posttrain.sft import build_sft_datasets, sft_plan
+from megatron_kanana.posttrain.sft_step import make_sft_forward_step
 
 log = get_logger(__name__)
 
@@ -49,19 +51,22 @@ class Trainer:
         self.run_dir = Path(cfg.run.output_dir)
         self.tokenizer = load_tokenizer(cfg.data.tokenizer)
         cfg.check(self.tokenizer.vocab_size)
-        self.plan: StagePlan = plan_stages(cfg.data, cfg.schedule)
+        self.plan: StagePlan = (sft_plan(cfg.sft, cfg.schedule, cfg.data.global_batch_size) if cfg.sft
+                                else plan_stages(cfg.data, cfg.schedule))
         self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
         self.num_micro = cfg.data.accumulation_steps(self.rt.layout.data)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, self.rt.device, bf16=cfg.optim.bf16)
-        self.chunks = mcore_step.wrap_ddp(mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length),
-                                          use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
+        student = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
+                                          kernels=cfg.model_kernels)
+        self.chunks = mcore_step.wrap_ddp(student, use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
         peak_lr = cfg.schedule.lr
         self.optimizer = mcore_step.build_optimizer(self.chunks, mcore_step.OptimizerSettings(
             lr=peak_lr, weight_decay=cfg.optim.decay_for(peak_lr), adam_beta1=cfg.optim.adam_beta1,
             adam_beta2=cfg.optim.adam_beta2, adam_eps=cfg.optim.adam_eps, clip_grad=cfg.optim.clip_grad,
             use_distributed_optimizer=cfg.optim.use_distributed_optimizer))
-        self.forward_step = make_forward_step(cfg.optim.z_loss_coef)
+        self.forward_step = (make_sft_forward_step(cfg.optim.z_loss_coef) if cfg.sft
+                             else select_forward_step(cfg.model_kernels, cfg.optim.z_loss_coef))
         self.loss_key, self.extra_keys = "lm loss", ("z loss",)
         self.schedule_chunks = self.chunks  # what megatron's schedules run: the student, or student + teacher
         if cfg.distill is not None:
@@ -121,6 +126,9 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
     def _stage_datasets(self, index: int):
+        if index not in self._datasets and self.cfg.sft is not None:
+            samples = self.plan.stages[index].steps * self.cfg.data.global_batch_size
+            self._datasets = {index: build_sft_datasets(self.cfg.sft, self.cfg.run.seed, samples)}
         if index not in self._datasets:
             stage, data = self.plan.stages[index], self.cfg.data
             cache = self.run_dir / "data_cache"
