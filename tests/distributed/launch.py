@@ -44,3 +44,11 @@ def python(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess
     if proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+def kanana(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run a `kanana` subcommand (python -m megatron_kanana.cli ...) in the CPU environment."""
+    cmd = [sys.executable, "-m", "megatron_kanana.cli", *args]
+    proc = subprocess.run(cmd, env=cpu_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc

@@ -8,23 +8,16 @@ teacher's first two layers (`kanana upscale-depth --layers 0-1`) so that two
 layouts start from the same weights.
 """
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import cpu_env, torchrun
+from tests.distributed.launch import kanana, torchrun
 from tests.distributed.training_setup import make_inputs, write_config
 
 pytestmark = pytest.mark.distributed
 STUDENT = "model={preset: tiny, num_layers: 2, ffn_hidden_size: 96}"
 
-
-def kanana(*args: str, timeout: float = 240) -> None:
-    cmd = [sys.executable, "-m", "megatron_kanana.cli", *args]
-    proc = subprocess.run(cmd, env=cpu_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
 def records(run_dir: Path, kind: str) -> list[dict]:

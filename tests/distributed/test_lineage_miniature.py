@@ -4,22 +4,15 @@ KV group) → `kanana train` with a `distill` section on the pruned checkpoint.
 The distilled student's KL falls and it ends closer to the teacher than the pruned
 checkpoint started (figures at scale: benchmarks/distill_miniature.py)."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.distributed.launch import cpu_env
+from tests.distributed.launch import kanana
 from tests.distributed.training_setup import make_inputs, write_config
 
 pytestmark = pytest.mark.distributed
 STUDENT = "model={preset: tiny, hidden_size: 48, ffn_hidden_size: 96, num_attention_heads: 2}"
 
-
-def kanana(*args: str, timeout: float = 240) -> None:
-    cmd = [sys.executable, "-m", "megatron_kanana.cli", *args]
-    proc = subprocess.run(cmd, env=cpu_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
 def validation(run) -> list[float]:

@@ -1,21 +1,14 @@
 """`kanana train` with an `sft` section: synthetic chats → `kanana sft-preprocess --pack`
 → fine-tuning a pre-trained tiny model at TP=2; the loss (assistant tokens only) falls."""
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.distributed.launch import cpu_env
+from tests.distributed.launch import kanana
 from tests.distributed.training_setup import make_inputs, write_config
 
 pytestmark = pytest.mark.distributed
 
-
-def kanana(*args: str, timeout: float = 240) -> None:
-    cmd = [sys.executable, "-m", "megatron_kanana.cli", *args]
-    proc = subprocess.run(cmd, env=cpu_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
 def test_sft_from_a_pretrained_checkpoint(tmp_path):

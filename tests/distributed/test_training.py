@@ -6,7 +6,6 @@ mixture); every run is a real torchrun of the tiny preset, 4 + 2 steps.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
