@@ -85,12 +85,7 @@ def prepare_data(out: Path) -> dict:
     return config
 
 
-def stage_summary(out: Path) -> dict:
-    from megatron_kanana.config.root import load_config
-    from megatron_kanana.training.stages import plan_stages
-
-    cfg = load_config(out / "train.yaml")
-    plan = plan_stages(cfg.data, cfg.schedule)
+def stage_summary(out: Path, plan) -> dict:
     records = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
     train = {r["iteration"]: r for r in records if r.get("kind") == "train"}
     stages = {}
@@ -114,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
     from megatron_kanana.config.root import load_config
     from megatron_kanana.training.stages import plan_stages
 
-    plan = plan_stages(load_config(out / "train.yaml").data, load_config(out / "train.yaml").schedule)
+    cfg = load_config(out / "train.yaml")
+    plan = plan_stages(cfg.data, cfg.schedule)
     stop_at = plan.stages[0].steps // 2
     t = _step(f"3a. pre-train stage 1 on {args.nproc} processes (TP=2); stop at step {stop_at} as if preempted")
     _train(out / "train.yaml", f"run.exit_after_steps={stop_at}", nproc=args.nproc)
@@ -128,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     for prompt, text in zip(PROMPTS, completions):
         print(f"  {prompt} ⟶ {text!r}")
     kanana(["plot", str(out / "run")])
-    summary = stage_summary(out)
+    summary = stage_summary(out, plan)
     summary.update(resumed_at_step=stop_at, training_wall_s=round(train_seconds, 1),
                    wall_s=round(time.perf_counter() - start, 1), model=config["model"], parallel=config["parallel"],
                    generations=dict(zip(PROMPTS, completions)))

@@ -78,10 +78,7 @@ def resolve(path: Path) -> Path:
 
 def latest(root: Path) -> Optional[Path]:
     """The newest complete checkpoint under a run root, or None for a fresh run."""
-    try:
-        return resolve(root) if (Path(root) / LATEST).exists() else None
-    except CheckpointError:
-        raise
+    return resolve(root) if (Path(root) / LATEST).exists() else None
 
 
 def write_meta(directory: Path, meta: dict[str, Any]) -> None:

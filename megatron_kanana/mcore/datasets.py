@@ -17,7 +17,8 @@ from typing import Optional, Sequence
 import numpy as np
 from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
 from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
-from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+from megatron_kanana.mcore.indexed import read_summary
 
 
 class DatasetError(ValueError):
@@ -39,11 +40,10 @@ def count_tokens(prefix: str) -> tuple[int, int]:
     """(documents, tokens) of an indexed dataset; a clear error when it is missing or empty."""
     if not (Path(prefix + ".bin").exists() and Path(prefix + ".idx").exists()):
         raise DatasetError(f"dataset {prefix!r}: {prefix}.bin/.idx not found")
-    index = IndexedDataset(prefix)
-    tokens = int(np.asarray(index.sequence_lengths, dtype=np.int64).sum())
-    if tokens == 0:
+    summary = read_summary(prefix)
+    if summary.num_tokens == 0:
         raise DatasetError(f"dataset {prefix!r} has zero tokens (megatron's GPTDataset would loop forever on it)")
-    return len(index), tokens
+    return summary.num_documents, summary.num_tokens  # megatron splits train/valid by documents
 
 
 def _split_has_documents(num_docs: int, split: Sequence[float], which: int) -> bool:

@@ -32,9 +32,6 @@ class Runtime:
     world_size: int
     layout: ParallelLayout
 
-    @property
-    def torch_device(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if self.device == "cuda" else torch.device("cpu")
 
 
 def select_device() -> str:
@@ -101,6 +98,13 @@ def initialize(parallel: ParallelConfig, shape: ModelShape, seed: int = 1234,
     torch.manual_seed(seed)
     model_parallel_cuda_manual_seed(seed)
     return Runtime(device=device, rank=dist.get_rank(), world_size=dist.get_world_size(), layout=layout)
+
+
+def comm_device() -> torch.device:
+    """Where tensors handed to collectives live: the current GPU under NCCL, else the CPU (gloo)."""
+    if torch.cuda.is_available() and not cpu_backend.is_enabled():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def shutdown() -> None:

@@ -23,6 +23,8 @@ from megatron.core.optimizer import OptimizerConfig, get_megatron_optimizer
 from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.utils import get_model_config
 
+from megatron_kanana.mcore import runtime
+
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSettings:
@@ -121,16 +123,12 @@ def average_losses(loss_dicts: list[dict], key: str) -> float:
     value = torch.zeros(1, dtype=torch.float64)
     if loss_dicts:
         value[0] = torch.stack([d[key].detach().double().reshape(()) for d in loss_dicts]).mean()
-    value = value.to(_comm_device())
+    value = value.to(runtime.comm_device())
     dist.all_reduce(value, group=parallel_state.get_data_parallel_group())
     value /= parallel_state.get_data_parallel_world_size()
     last = parallel_state.get_pipeline_model_parallel_last_rank()
     dist.broadcast(value, src=last, group=parallel_state.get_pipeline_model_parallel_group())
     return float(value.item())
-
-
-def _comm_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def train_step(chunks: list[DistributedDataParallel], optimizer, forward_step: ForwardStep,

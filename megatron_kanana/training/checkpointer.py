@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from megatron_kanana.checkpointing import layout
 from megatron_kanana.log import get_logger
-from megatron_kanana.mcore import checkpoint as mcore_ckpt
+from megatron_kanana.mcore import checkpoint as mcore_ckpt, runtime
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 
 log = get_logger(__name__)
@@ -56,7 +56,7 @@ class Checkpointer:
 
     def signal_received(self) -> bool:
         """True on every rank once any rank got a save signal (a collective: call it on all ranks)."""
-        flag = torch.tensor([1 if self._signalled else 0], dtype=torch.int32, device=_comm_device())
+        flag = torch.tensor([1 if self._signalled else 0], dtype=torch.int32, device=runtime.comm_device())
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
@@ -123,7 +123,3 @@ class Checkpointer:
             log.warning("parallel layout changed since the checkpoint: RNG streams are re-seeded, not restored")
         log.info(f"loaded {directory} (optimizer: {'restored' if with_optimizer else 'fresh'})")
         return meta
-
-
-def _comm_device() -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")

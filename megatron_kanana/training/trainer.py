@@ -54,7 +54,7 @@ class Trainer:
         self.plan: StagePlan = (sft_plan(cfg.sft, cfg.schedule, cfg.data.global_batch_size) if cfg.sft
                                 else plan_stages(cfg.data, cfg.schedule))
         self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
-        self.num_micro = cfg.data.accumulation_steps(self.rt.layout.data)
+        cfg.data.accumulation_steps(self.rt.layout.data)  # the global batch must split over DP ranks
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, self.rt.device, bf16=cfg.optim.bf16)
         student = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
@@ -76,6 +76,7 @@ class Trainer:
         self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
                                          on_gpu=self.rt.device == "cuda")
         self.nan_guard = NanGuard(cfg.run.max_consecutive_nan_steps)
+        self._nan_fault_steps = _injected_nan_steps()
         self.step = self.plan.first_step(self.plan.start_index)  # global step: steps finished so far
         self.consumed_tokens = 0
         self._resume()
@@ -192,7 +193,7 @@ class Trainer:
         self.checkpointer.poll()
 
     def _loss_is_good(self, loss: float) -> bool:
-        if self.step + 1 in _injected_nan_steps():
+        if self.step + 1 in self._nan_fault_steps:
             loss = float("nan")
         return self.nan_guard.check(loss, step=self.step + 1)  # raises TrainingDiverged after too many
 
