@@ -70,9 +70,9 @@ class TrainConfig(Section):
 
     @property
     def model_kernels(self) -> KernelsConfig:
-        """The kernels the student is built with: the fused LM head returns hidden states, which
-        only the plain LM step consumes; distillation and SFT compute their losses from logits."""
-        if self.distill is not None or self.sft is not None:
+        """The kernels the trained model is built with: the fused LM head returns hidden states,
+        which the plain LM and distillation steps consume; SFT computes its loss from logits."""
+        if self.sft is not None:
             return self.kernels.replace(lm_head_loss="unfused")
         return self.kernels
 

@@ -32,10 +32,12 @@ from megatron_kanana.parallel.config import ParallelConfig
 
 
 def build_teacher(shape: ModelShape, parallel: ParallelConfig, device: str, checkpoint: str | Path,
-                  seq_length: Optional[int] = None, bf16: Optional[bool] = None) -> list[torch.nn.Module]:
-    """This rank's teacher chunks (same layout as the student's), loaded, frozen, in eval mode."""
+                  seq_length: Optional[int] = None, bf16: Optional[bool] = None,
+                  kernels=None) -> list[torch.nn.Module]:
+    """This rank's teacher chunks (same layout as the student's), loaded, frozen, in eval mode.
+    `kernels` as for build_model: with the fused LM head the last stage returns hidden states."""
     config = transformer_config(shape, parallel, device, bf16=bf16)
-    chunks = build_model(shape, config, max_sequence_length=seq_length)
+    chunks = build_model(shape, config, max_sequence_length=seq_length, kernels=kernels)
     load_model(chunks, checkpoint)
     for chunk in chunks:
         chunk.eval()
@@ -70,7 +72,8 @@ class TeacherStudentStage(torch.nn.Module):
         self.teacher.set_input_tensor(tensor[..., h:].detach().contiguous())
 
     def forward(self, input_ids, position_ids, attention_mask):
-        """Last stage: (student logits, teacher logits), both [b, s, V/tp].
+        """Last stage: (student logits, teacher logits), both [b, s, V/tp] (with the fused LM
+        head: both final hidden states [b, s, h_student] and [b, s, h_teacher]).
         Other stages: [s, b, h_student + h_teacher] for the next stage."""
         student_out = self.student(input_ids, position_ids, attention_mask)
         with torch.no_grad():

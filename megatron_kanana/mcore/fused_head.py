@@ -20,7 +20,7 @@ entirely is what keeps the reduction single.
 from __future__ import annotations
 
 import torch
-from kanana_kernels import fused_linear_cross_entropy
+from kanana_kernels import fused_linear_cross_entropy, fused_linear_kl_div
 from megatron.core import parallel_state
 from megatron.core.models.gpt import GPTModel
 from megatron.core.tensor_parallel.layers import ColumnParallelLinear
@@ -103,3 +103,23 @@ def fused_lm_loss_with_z(hidden_BSH: torch.Tensor, weight: torch.Tensor, labels:
     ce_mean = (ce * mask).sum() / denom
     z_mean = (z * mask).sum() / denom
     return ce_mean + z_mean, ce_mean, z_mean
+
+
+def fused_vocab_parallel_kl_div(student_BSH: torch.Tensor, student_weight: torch.Tensor, teacher_BSH: torch.Tensor,
+                                teacher_weight: torch.Tensor, loss_mask: torch.Tensor, temperature: float = 1.0,
+                                chunk_size: int = 1024, impl: str = "auto") -> torch.Tensor:
+    """Mean over masked tokens of T²·KL(teacher ‖ student), from both models' final hidden
+    states and vocab-sharded output weights (same contract as mcore.loss.vocab_parallel_kl_div,
+    which takes logits). The teacher side must carry no gradient."""
+    if student_BSH.shape[:2] != teacher_BSH.shape[:2] or loss_mask.shape != student_BSH.shape[:2]:
+        raise ValueError(f"fused KL: student/teacher hidden must be [b, s, h] over the same tokens as loss_mask; "
+                         f"got {tuple(student_BSH.shape)}, {tuple(teacher_BSH.shape)}, {tuple(loss_mask.shape)}")
+    tp_group = None
+    if parallel_state.get_tensor_model_parallel_world_size() > 1:
+        tp_group = parallel_state.get_tensor_model_parallel_group()
+    student = student_BSH.reshape(-1, student_BSH.shape[-1]).to(student_weight.dtype)
+    teacher = teacher_BSH.reshape(-1, teacher_BSH.shape[-1]).to(teacher_weight.dtype).detach()
+    kl = fused_linear_kl_div(student, student_weight, teacher, teacher_weight, temperature=temperature,
+                             chunk_size=chunk_size, tp_group=tp_group, impl=_resolve_impl(impl, student))
+    mask = loss_mask.reshape(-1).float()
+    return (kl * mask).sum() / mask.sum().clamp(min=1.0)

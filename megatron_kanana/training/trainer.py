@@ -93,13 +93,16 @@ class Trainer:
         shape = distill.teacher_shape()
         check_layout(self.cfg.parallel, shape, self.rt.world_size, self.rt.device)
         directory = distill.teacher_checkpoint()
+        kernels = self.cfg.model_kernels  # the teacher's LM head matches the student's (fused or not)
         teacher = mcore_distill.build_teacher(shape, self.cfg.parallel, self.rt.device, directory,
-                                              seq_length=self.cfg.data.seq_length, bf16=self.cfg.optim.bf16)
+                                              seq_length=self.cfg.data.seq_length, bf16=self.cfg.optim.bf16,
+                                              kernels=kernels)
         self.schedule_chunks = mcore_distill.pair_stages(self.chunks, teacher)
-        self.forward_step = make_distill_forward_step(distill, self.cfg.optim.z_loss_coef)
+        self.forward_step = make_distill_forward_step(distill, self.cfg.optim.z_loss_coef, kernels)
         self.loss_key, self.extra_keys = distill_step.LOSS_KEY, distill_step.EXTRA_KEYS
         log.info(f"distilling from {directory} (teacher: {shape.num_layers} layers × {shape.hidden_size}, "
-                 f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight})")
+                 f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight}, "
+                 f"LM head {kernels.lm_head_loss})")
 
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:

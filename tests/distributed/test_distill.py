@@ -46,8 +46,10 @@ def teacher(tmp_path_factory):
 def distill(root: Path, name: str, teacher: Path, *overrides: str, nproc: int = 2) -> Path:
     run = root / name
     config = write_config(root, run, parallel={"tensor_model_parallel_size": 2})
-    kanana("train", str(config), "--nproc", str(nproc), f"distill={{teacher: {teacher}}}",
-           "data.stage_steps={stage1: 12, stage2: 4}", *overrides)
+    proc = kanana("train", str(config), "--nproc", str(nproc), f"distill={{teacher: {teacher}}}",
+                  "data.stage_steps={stage1: 12, stage2: 4}", *overrides)
+    head = "unfused" if "kernels.lm_head_loss=unfused" in overrides else "fused"
+    assert f"LM head {head})" in proc.stdout + proc.stderr  # the path the test means to exercise ran
     return run
 
 
@@ -68,9 +70,11 @@ def test_distillation_lowers_the_students_validation_loss(teacher):
     assert saved["model"]["num_layers"] == 2  # the student's checkpoint, not the teacher's
 
 
-def test_pipeline_parallel_matches_tensor_parallel(teacher):
+def test_pipeline_parallel_and_unfused_head_match_tensor_parallel(teacher):
     """PP=2 passes student and teacher activations in one p2p tensor; from the same
-    initial weights its losses equal TP=2's (fp32 reduction order aside)."""
+    initial weights its losses equal TP=2's (fp32 reduction order aside). Both run the
+    fused LM head (KL and CE from hidden states in vocab chunks, the default); the
+    unfused head (both logits tensors materialised) gives the same losses too."""
     root, teacher_run = teacher
     init = root / "init"
     kanana("upscale-depth", "--input", str(teacher_run), "--output", str(init), "--layers", "0-1")
@@ -80,7 +84,9 @@ def test_pipeline_parallel_matches_tensor_parallel(teacher):
     tp = distill(root, "tp2", teacher_run, *common)
     pp = distill(root, "pp2", teacher_run, *common, "parallel.tensor_model_parallel_size=1",
                  "parallel.pipeline_model_parallel_size=2")
-    for a, b in zip(records(tp, "train"), records(pp, "train"), strict=True):
-        for key in ("loss", "kl_loss", "lm_loss"):
-            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["iteration"], key)
+    unfused = distill(root, "tp2_unfused", teacher_run, *common, "kernels.lm_head_loss=unfused")
+    for other in (pp, unfused):
+        for a, b in zip(records(tp, "train"), records(other, "train"), strict=True):
+            for key in ("loss", "kl_loss", "lm_loss"):
+                assert b[key] == pytest.approx(a[key], rel=1e-4), (other.name, a["iteration"], key)
     assert len(records(tp, "train")) == 2
