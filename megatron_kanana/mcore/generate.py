@@ -25,6 +25,8 @@ replicas generate their own prompts independently (no DP collective is used).
   pipeline group; the chosen tokens are broadcast from the last stage so every
   stage feeds the same ids (and stops at the same step).
   Interleaved layouts (VPP > 1) are refused.
+- Threads: it may run in a thread beside training (on CPU it enters the CPU
+  backend's mode for its thread); give it a model built with its own groups.
 - `groups` (a ProcessGroupCollection, e.g. runtime.duplicate_model_groups())
   makes every collective here use those groups instead of megatron's global
   ones; build the model with the same groups (`build_model(..., groups=)`).
@@ -40,7 +42,7 @@ import torch.distributed as dist
 from megatron.core.inference.contexts import StaticInferenceContext
 from megatron.core.process_groups_config import ProcessGroupCollection
 
-from megatron_kanana.mcore import runtime
+from megatron_kanana.mcore import cpu_backend, runtime
 from megatron_kanana.mcore.sampling import SamplingSettings, choose_tokens
 
 PAD_ID = 0  # what fills pad slots; never attended to by a real token, so any valid id works
@@ -76,7 +78,7 @@ def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_to
     was_training = model.training
     model.eval()
     try:
-        with _per_row_rotary(model, pads.to(device)):
+        with cpu_backend.in_this_thread(), _per_row_rotary(model, pads.to(device)):
             start, end = 0, prompt_len
             for _ in range(max_new_tokens):
                 logits = _stage_forward(model, ids[:, start:end].to(device), pads.to(device), start, end,
