@@ -33,6 +33,7 @@ from megatron_kanana.parallel import ParallelConfig
 PRESET = "tiny-untied"  # untied + random: greedy output varies (tied tiny models echo their input)
 PROMPTS = [[5, 9, 2, 11, 40, 7, 300], [7], [100, 200, 300], [42, 43]]
 NEW = 8
+CLI_PROMPTS = ["The module", "대한민국은 아름다운"]
 SAMPLING = SamplingSettings(temperature=1.0, top_k=50, top_p=0.9, seed=11)
 
 
@@ -55,12 +56,12 @@ def recompute_greedy(model, prompt: list[int]) -> list[int]:
 
 
 def phase_ref(workdir: Path) -> dict:
-    _, _, chunks = build(1, 1)
+    shape, _, chunks = build(1, 1)
     checkpoint.save_model(chunks, workdir / "init")
     model = chunks[0].eval()
     batched = generate(chunks, PROMPTS, NEW)
     stop = batched.tokens[0][2]
-    return {
+    return {"cli": cli_expectations(workdir, shape, chunks), **{
         "greedy": batched.tokens, "lengths": batched.lengths,
         "alone": [generate(chunks, [p], NEW).tokens[0] for p in PROMPTS],
         "recompute": [recompute_greedy(model, p) for p in PROMPTS],
@@ -70,7 +71,25 @@ def phase_ref(workdir: Path) -> dict:
         "top_p_tiny": generate(chunks, PROMPTS, NEW, SamplingSettings(temperature=1.0, top_p=1e-9, seed=3)).tokens,
         "stop_token": stop,
         "stopped": generate(chunks, PROMPTS, NEW, stop_token=stop).tokens,
-    }
+    }}
+
+
+def cli_expectations(workdir: Path, shape, chunks) -> dict:
+    """Make workdir/init a complete checkpoint for `kanana generate` and record, per
+    prompt text, the greedy completion generated alone (what the CLI must print)."""
+    from megatron_kanana.checkpointing import layout
+    from megatron_kanana.data.tokenizer import load_tokenizer
+    from tests.unit.data.conftest import build_hf_tokenizer
+
+    tokenizer_path = build_hf_tokenizer(workdir / "tokenizer.json", vocab_size=shape.vocab_size)
+    layout.write_meta(workdir / "init", {"contents": ["model"], "model": shape.to_dict(),
+                                         "tokenizer": str(tokenizer_path)})
+    tokenizer = load_tokenizer(str(tokenizer_path))
+    completions = {}
+    for text in CLI_PROMPTS:
+        ids = generate(chunks, [tokenizer.encode(text)], NEW, stop_token=tokenizer.eod).tokens[0]
+        completions[text] = tokenizer.decode([t for t in ids if t != tokenizer.eod])
+    return completions
 
 
 def phase_layouts(workdir: Path) -> dict:
@@ -108,7 +127,7 @@ def threaded_beside_training(workdir: Path) -> dict:
     thread = threading.Thread(target=work)
     thread.start()
     times["training"] = [time.perf_counter()]
-    losses = [train_loss(train_chunks[0], data) for _ in range(4)]  # TP collectives on the training groups
+    losses = [train_loss(train_chunks[0], data) for _ in range(6)]  # TP collectives on the training groups
     times["training"].append(time.perf_counter())
     thread.join(timeout=120)
     if thread.is_alive():
