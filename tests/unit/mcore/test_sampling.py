@@ -76,3 +76,10 @@ def test_attention_mask_hides_pads_and_the_future():
                                    [False, False, True, False], [False, False, True, True]]
     decode = ~attention_mask(pads, 4, 5)[:, 0]  # one query (slot 4) over the whole cache
     assert decode.tolist() == [[[True] * 5], [[False, False, True, True, True]]]
+
+
+def test_generate_refuses_interleaved_chunks():
+    from megatron_kanana.mcore.generate import generate
+
+    with pytest.raises(NotImplementedError, match="virtual_pipeline_model_parallel_size"):
+        generate([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)], [[1, 2]], 4)
