@@ -1,59 +1,79 @@
-"""`kanana generate CHECKPOINT --prompt TEXT ...`: greedy continuations from a checkpoint.
+"""`kanana generate CHECKPOINT --prompt TEXT ...`: continuations from a checkpoint.
 
     kanana generate demo_out/run/checkpoints --prompt "대한민국은" --prompt "The module" --max-new-tokens 24
+    kanana generate RUN_DIR --prompt "..." --temperature 0.8 --top-p 0.9 --top-k 50 --seed 1
 
 Loads the model at TP=1/PP=1 in this one process whatever layout it was trained
 at (dist checkpoints reshard on load), with the tokenizer recorded in the
-checkpoint unless --tokenizer is given.
+checkpoint unless --tokenizer is given. All prompts go through one KV-cached
+batch (mcore/generate.py); greedy unless --temperature > 0. A prompt longer
+than the model's context minus --max-new-tokens keeps its last tokens.
 """
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from megatron_kanana.checkpointing import layout
+
+if TYPE_CHECKING:
+    from megatron_kanana.mcore.sampling import SamplingSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="run checkpoint root (follows `latest`) or an iter_* directory")
     parser.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (the default)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass kept when sampling, in (0, 1]")
+    parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = all")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
     parser.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the checkpoint")
     parser.add_argument("--json", action="store_true", help="print one JSON object per prompt")
 
 
 def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 32,
-             tokenizer_path: str | None = None) -> list[str]:
+             tokenizer_path: str | None = None, sampling: "SamplingSettings | None" = None) -> list[str]:
     from megatron_kanana.data.tokenizer import load_tokenizer
     from megatron_kanana.mcore import checkpoint as mcore_ckpt, model as mcore_model, runtime
-    from megatron_kanana.mcore.generate import greedy_generate
+    from megatron_kanana.mcore.generate import generate as generate_tokens
+    from megatron_kanana.mcore.sampling import SamplingSettings
     from megatron_kanana.models.shape import ModelShape
     from megatron_kanana.parallel.config import ParallelConfig
 
     directory = layout.resolve(Path(checkpoint))
     meta = layout.read_meta(directory)
     shape = ModelShape.from_dict(meta["model"], prefix="checkpoint model")
+    context = shape.max_position_embeddings
+    if not 0 <= max_new_tokens < context:
+        raise ValueError(f"--max-new-tokens must be in [0, {context}) for this model (its context is {context})")
     tokenizer = load_tokenizer(tokenizer_path or meta["tokenizer"])
+    # keep each prompt's end: the continuation depends most on it, and prompt + output must fit the context
+    encoded = [tokenizer.encode(prompt)[-(context - max_new_tokens):] for prompt in prompts]
+    if not all(encoded):
+        raise ValueError("a prompt encodes to no tokens")
     parallel = ParallelConfig()
     rt = runtime.initialize(parallel, shape, seed=0)
     try:
         chunks = mcore_model.build_model(shape, mcore_model.transformer_config(shape, parallel, rt.device))
         mcore_ckpt.load_model(chunks, directory)
-        outputs = []
-        for prompt in prompts:
-            ids = greedy_generate(chunks, tokenizer.encode(prompt), max_new_tokens, stop_token=tokenizer.eod,
-                                  max_length=shape.max_position_embeddings)
-            outputs.append(tokenizer.decode([t for t in ids if t != tokenizer.eod]))
-        return outputs
+        out = generate_tokens(chunks, encoded, max_new_tokens, sampling or SamplingSettings(),
+                              stop_token=tokenizer.eod)
+        return [tokenizer.decode([t for t in ids if t != tokenizer.eod]) for ids in out.tokens]
     finally:
         runtime.shutdown()
 
 
 def run(args: argparse.Namespace) -> int:
+    from megatron_kanana.mcore.sampling import SamplingSettings
+
     try:
-        outputs = generate(args.checkpoint, args.prompt, args.max_new_tokens, args.tokenizer)
-    except layout.CheckpointError as e:
+        sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                                    seed=args.seed)
+        outputs = generate(args.checkpoint, args.prompt, args.max_new_tokens, args.tokenizer, sampling)
+    except (layout.CheckpointError, ValueError) as e:
         print(f"kanana generate: {e}")
         return 2
     for prompt, text in zip(args.prompt, outputs):

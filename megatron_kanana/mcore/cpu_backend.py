@@ -178,3 +178,20 @@ def disable() -> None:
         for owner, name, original in reversed(_state["patches"]):
             setattr(owner, name, original)
         _state.update(mode=None, patches=[])
+
+
+@contextlib.contextmanager
+def in_this_thread():
+    """Make the backend's placement rewrite active in the calling thread too.
+
+    torch keeps the TorchFunctionMode stack per thread, so the mode `enable()`
+    entered covers only the thread that called it: megatron code run from another
+    thread (generation beside training) would place tensors on "cuda" and fail.
+    The torch.cuda stand-ins are module patches and already cover every thread.
+    A no-op while the backend is off; harmless where the mode is already active.
+    """
+    if not is_enabled():
+        yield
+        return
+    with _CudaToCpu():
+        yield

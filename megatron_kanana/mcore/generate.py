@@ -1,37 +1,217 @@
-"""Greedy decoding on a megatron-core GPTModel (no pipeline parallelism, no KV cache).
+"""KV-cached batched generation on megatron-core GPTModels, at any TP/PP/DP.
 
-Each new token re-runs the whole prefix: fine for demos and tests on small
-models; the post-training work brings KV-cached generation at TP and PP.
-Vocab-parallel logits are gathered across TP ranks only for the last position.
+    out = generate(chunks, [[5, 9, 2], [7]], max_new_tokens=16,
+                   sampling=SamplingSettings(temperature=0.8, top_p=0.9, seed=1), stop_token=eod)
+    out.tokens[i], out.lengths[i]          # new tokens of row i (its stop token included)
+
+Every rank of a model replica calls it with the same prompts; data-parallel
+replicas generate their own prompts independently (no DP collective is used).
+
+- KV cache: megatron-core's StaticInferenceContext passed as `inference_context`;
+  Attention writes each step's keys/values into it and attends over the cache.
+  The first step encodes all prompts at once, then one token per step.
+- Batching: prompts are left-padded so every row's last prompt token sits in
+  the same slot (the static context has one sequence offset for the batch).
+  For each row to equal generating it alone, (1) an attention mask hides its
+  pad slots (a pad slot sees only itself, so no row of scores is all -inf), and
+  (2) the rotary embedding is given per row: slot j of row i rotates as
+  position j - pad_i, so RoPE sees the same positions as the row alone.
+- TP: the last stage's output layer gathers only the last position's logits
+  (`materialize_only_last_token_logits`); TP rank 0 picks the tokens and
+  broadcasts them over the TP group. Sampling with identical generators on
+  every TP rank would also agree on CPU, but a broadcast of B ints costs
+  nothing and does not rest on bitwise-identical sampling kernels.
+- PP: each step, stages pass [s, B, h] activations with send/recv over the
+  pipeline group; the chosen tokens are broadcast from the last stage so every
+  stage feeds the same ids (and stops at the same step).
+  Interleaved layouts (VPP > 1) are refused.
+- Threads: it may run in a thread beside training (on CPU it enters the CPU
+  backend's mode for its thread); give it a model built with its own groups.
+- `groups` (a ProcessGroupCollection, e.g. runtime.duplicate_model_groups())
+  makes every collective here use those groups instead of megatron's global
+  ones; build the model with the same groups (`build_model(..., groups=)`).
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+from typing import Iterator, Optional
+
 import torch
-from megatron.core import parallel_state
-from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
+import torch.distributed as dist
+from megatron.core.inference.contexts import StaticInferenceContext
+from megatron.core.process_groups_config import ProcessGroupCollection
+
+from megatron_kanana.mcore import cpu_backend, runtime
+from megatron_kanana.mcore.sampling import SamplingSettings, choose_tokens
+
+PAD_ID = 0  # what fills pad slots; never attended to by a real token, so any valid id works
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    tokens: list[list[int]]  # per row: the new tokens, up to and including the stop token
+    lengths: list[int]  # len(tokens[i])
 
 
 @torch.no_grad()
-def greedy_generate(chunks: list[torch.nn.Module], prompt: list[int], max_new_tokens: int,
-                    stop_token: int | None = None, max_length: int | None = None) -> list[int]:
-    if parallel_state.get_pipeline_model_parallel_world_size() != 1 or len(chunks) != 1:
-        raise NotImplementedError("greedy_generate runs without pipeline parallelism (PP=1)")
-    if not prompt:
-        raise ValueError("greedy_generate: empty prompt")
-    model = getattr(chunks[0], "module", chunks[0])
+def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_tokens: int,
+             sampling: SamplingSettings = SamplingSettings(), stop_token: Optional[int] = None,
+             groups: Optional[ProcessGroupCollection] = None) -> Generation:
+    """New tokens for each prompt; call on every rank of the model replica with the same arguments."""
+    model = _single_chunk(chunks)
+    _check_request(model, prompts, max_new_tokens)
+    groups = groups or runtime.model_groups()
+    batch = len(prompts)
+    tokens: list[list[int]] = [[] for _ in prompts]
+    if max_new_tokens == 0:
+        return Generation(tokens, [0] * batch)
+    prompt_len = max(len(p) for p in prompts)
+    pads = torch.tensor([prompt_len - len(p) for p in prompts])
+    ids = torch.full((batch, prompt_len + max_new_tokens), PAD_ID, dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        ids[i, pads[i]:prompt_len] = torch.tensor(prompt, dtype=torch.long)
+    context = StaticInferenceContext(batch, prompt_len + max_new_tokens)
+    generator = sampling.generator()
+    finished = [False] * batch
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    tokens = list(prompt)
-    for _ in range(max_new_tokens):
-        window = tokens[-max_length:] if max_length else tokens
-        ids = torch.tensor([window], dtype=torch.long, device=device)
-        positions = torch.arange(len(window), device=device).unsqueeze(0)
-        logits = model(ids, positions, None)[:, -1:, :]  # [1, 1, V/tp]
-        full = gather_from_tensor_model_parallel_region(logits.float())
-        next_token = int(full[0, -1].argmax())
-        tokens.append(next_token)
-        if stop_token is not None and next_token == stop_token:
-            break
-    model.train(was_training)
-    return tokens[len(prompt):]
+    try:
+        with cpu_backend.in_this_thread(), _per_row_rotary(model, pads.to(device)):
+            start, end = 0, prompt_len
+            for _ in range(max_new_tokens):
+                logits = _stage_forward(model, ids[:, start:end].to(device), pads.to(device), start, end,
+                                        context, groups)
+                context.sequence_len_offset = end
+                context.enable_decode_mode()
+                chosen = _agree_on_tokens(model, logits, batch, sampling, generator, groups)
+                ids[:, end] = chosen
+                for i, token in enumerate(chosen.tolist()):
+                    if not finished[i]:
+                        tokens[i].append(token)
+                        finished[i] = stop_token is not None and token == stop_token
+                if all(finished):
+                    break
+                start, end = end, end + 1
+    finally:
+        model.train(was_training)
+    return Generation(tokens, [len(t) for t in tokens])
+
+
+def greedy_generate(chunks: list[torch.nn.Module], prompt: list[int], max_new_tokens: int,
+                    stop_token: Optional[int] = None, max_length: Optional[int] = None) -> list[int]:
+    """One prompt, greedy. With `max_length`, the prompt is cut to its last
+    max_length - max_new_tokens tokens so prompt + output fit the cache."""
+    if max_length is not None:
+        prompt = prompt[-max(1, max_length - max_new_tokens):]
+        max_new_tokens = min(max_new_tokens, max_length - len(prompt))
+    return generate(chunks, [prompt], max_new_tokens, stop_token=stop_token).tokens[0]
+
+
+def _single_chunk(chunks: list[torch.nn.Module]) -> torch.nn.Module:
+    if len(chunks) != 1:
+        raise NotImplementedError(f"generate: got {len(chunks)} model chunks; interleaved pipeline "
+                                  "layouts (virtual_pipeline_model_parallel_size > 1) are not supported")
+    model = chunks[0]
+    while hasattr(model, "module"):  # DDP / Float16Module wrappers
+        model = model.module
+    if model.config.sequence_parallel:
+        raise NotImplementedError("generate: sequence_parallel models are not supported; build one without")
+    return model
+
+
+def _check_request(model: torch.nn.Module, prompts: list[list[int]], max_new_tokens: int) -> None:
+    if not prompts:
+        raise ValueError("generate: no prompts")
+    if max_new_tokens < 0:
+        raise ValueError(f"generate: max_new_tokens must be >= 0, got {max_new_tokens}")
+    vocab = model.vocab_size
+    for i, prompt in enumerate(prompts):
+        if not prompt:
+            raise ValueError(f"generate: prompt {i} is empty")
+        if min(prompt) < 0 or max(prompt) >= vocab:
+            raise ValueError(f"generate: prompt {i} has token ids outside [0, {vocab})")
+    limit = model.max_sequence_length
+    longest = max(len(p) for p in prompts)
+    if longest + max_new_tokens > limit:
+        raise ValueError(f"generate: the longest prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) "
+                         f"exceeds the model's max sequence length {limit}")
+
+
+@contextlib.contextmanager
+def _per_row_rotary(model: torch.nn.Module, pads_B: torch.Tensor) -> Iterator[None]:
+    """Make the model's RoPE table per row: slot j of row i rotates as position j - pad_i.
+
+    megatron-core's static-batching attention slices the table by cache slot
+    ([offset:offset+s] for queries, [:end] for keys) and broadcasts it over the
+    batch, so a [S, B, 1, D] table in place of [S, 1, 1, D] gives each row its own
+    positions with the same cos/sin values as the row alone (bit-identical rotation).
+    """
+    rope = model.rotary_pos_emb
+    original = rope.forward
+
+    def forward(max_seq_len, *args, **kwargs):
+        table = original(max_seq_len, *args, **kwargs)  # [S, 1, 1, D]
+        slots = torch.arange(table.shape[0], device=table.device)
+        positions = (slots[:, None] - pads_B.to(table.device)[None, :]).clamp(min=0)  # [S, B]
+        return table[:, 0, 0, :][positions].unsqueeze(2)
+
+    rope.forward = forward
+    try:
+        yield
+    finally:
+        del rope.forward  # back to the class's method
+
+
+def attention_mask(pads_B: torch.Tensor, start: int, end: int) -> torch.Tensor:
+    """[B, 1, end-start, end] mask for query slots start..end-1 over key slots 0..end-1,
+    True = masked out (megatron's convention): causal, pad keys hidden, pad slots see themselves."""
+    q = torch.arange(start, end, device=pads_B.device)[:, None]
+    k = torch.arange(end, device=pads_B.device)[None, :]
+    real_key = k[None] >= pads_B[:, None, None]
+    allowed = (k <= q)[None] & (real_key | (k == q)[None])
+    return ~allowed[:, None]
+
+
+def _pipeline_neighbours(pp: dist.ProcessGroup) -> tuple[int, int, int]:
+    """(my index in the pipeline group, global rank of the previous stage, of the next stage)."""
+    me, size = dist.get_rank(group=pp), dist.get_world_size(group=pp)
+    prev = dist.get_global_rank(pp, me - 1) if me > 0 else -1
+    nxt = dist.get_global_rank(pp, me + 1) if me < size - 1 else -1
+    return me, prev, nxt
+
+
+def _stage_forward(model: torch.nn.Module, ids_BS: torch.Tensor, pads_B: torch.Tensor, start: int, end: int,
+                   context: StaticInferenceContext, groups: ProcessGroupCollection) -> Optional[torch.Tensor]:
+    """This stage's part of one step; the last stage returns the last slot's full-vocabulary logits [B, V]."""
+    _, prev, nxt = _pipeline_neighbours(groups.pp)
+    batch, seq = ids_BS.shape
+    if not model.pre_process:
+        hidden = torch.empty(seq, batch, model.config.hidden_size, dtype=model.config.pipeline_dtype,
+                             device=runtime.comm_device())
+        dist.recv(hidden, src=prev, group=groups.pp)
+        model.set_input_tensor(hidden.to(ids_BS.device))
+    positions = (torch.arange(start, end, device=ids_BS.device)[None, :] - pads_B[:, None]).clamp(min=0)
+    out = model(ids_BS, positions, attention_mask(pads_B, start, end), inference_context=context,
+                runtime_gather_output=True)
+    if not model.post_process:
+        dist.send(out.contiguous().to(runtime.comm_device()), dst=nxt, group=groups.pp)
+        return None
+    return out[:, -1, :]
+
+
+def _agree_on_tokens(model: torch.nn.Module, logits_BV: Optional[torch.Tensor], batch: int,
+                     sampling: SamplingSettings, generator: torch.Generator,
+                     groups: ProcessGroupCollection) -> torch.Tensor:
+    """TP rank 0 of the last stage chooses; TP then PP broadcasts give every rank the same ids."""
+    chosen = torch.empty(batch, dtype=torch.long, device=runtime.comm_device())
+    if model.post_process:
+        if dist.get_rank(group=groups.tp) == 0:
+            chosen.copy_(choose_tokens(logits_BV, sampling, generator))
+        if dist.get_world_size(group=groups.tp) > 1:
+            dist.broadcast(chosen, src=dist.get_global_rank(groups.tp, 0), group=groups.tp)
+    pp_size = dist.get_world_size(group=groups.pp)
+    if pp_size > 1:
+        dist.broadcast(chosen, src=dist.get_global_rank(groups.pp, pp_size - 1), group=groups.pp)
+    return chosen.cpu()

@@ -3,6 +3,7 @@
     config = transformer_config(shape, parallel, device="cpu")
     chunks = build_model(shape, config)      # one GPTModel per virtual pipeline stage
     chunks = build_model(shape, config, kernels=cfg.kernels)   # with Kanana's kernels
+    copy = build_model(shape, config, groups=runtime.duplicate_model_groups())  # own process groups
 
 Layer spec: Transformer Engine's when TE imports on a GPU; otherwise
 megatron-core's local spec with its core attention swapped for
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from megatron.core import parallel_state
 from megatron.core.models.gpt import GPTModel
 from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 from megatron.core.transformer.transformer_config import TransformerConfig
@@ -131,8 +133,13 @@ def _decoder_spec(config: TransformerConfig, spec: ModuleSpec,
 
 def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[ModuleSpec] = None,
                 max_sequence_length: Optional[int] = None,
-                kernels: Optional["KernelsConfig"] = None) -> list[GPTModel]:
+                kernels: Optional["KernelsConfig"] = None,
+                groups: Optional[ProcessGroupCollection] = None) -> list[GPTModel]:
     """One GPTModel per virtual pipeline stage of this rank (a list of one without VPP).
+
+    `groups` (None = megatron's global groups) gives the model its own process
+    groups, e.g. `runtime.duplicate_model_groups()` for a second copy whose
+    collectives run beside the training model's (a generation thread).
 
     `kernels` (the kernels config section; None = megatron's own modules and an
     output layer that returns logits) picks the layer modules and the LM head.
@@ -154,6 +161,7 @@ def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[Mod
             position_embedding_type="rope",
             rotary_base=shape.rotary_base,
             vp_stage=vp,
+            pg_collection=groups,
         )
         if torch.cuda.is_available() and not config.use_cpu_initialization:
             model.cuda(torch.cuda.current_device())

@@ -18,6 +18,7 @@ import socket
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
+from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
 from megatron_kanana.mcore import cpu_backend
@@ -145,6 +146,41 @@ def data_group():
 
 def pipeline_group():
     return parallel_state.get_pipeline_model_parallel_group()
+
+
+# The groups a GPTModel's forward and `mcore.generate` use. Duplicates of these,
+# over the same ranks, let a second model run collectives that can never be
+# matched with the training model's (a gloo group pairs messages by posting order).
+MODEL_GROUPS = ("tp", "pp", "cp", "tp_cp", "mp", "embd", "pos_embd")
+
+
+def model_groups() -> ProcessGroupCollection:
+    """megatron's own groups for one model (what GPTModel uses when given none)."""
+    return ProcessGroupCollection.use_mpu_process_groups(list(MODEL_GROUPS))
+
+
+def duplicate_model_groups() -> ProcessGroupCollection:
+    """New process groups over the same ranks as megatron's model groups.
+
+    Collective over the whole world (every rank must call it, in the same order
+    relative to other group creation): each rank's member list is all-gathered so
+    every rank creates every group, as torch.distributed requires.
+    """
+    if not parallel_state.model_parallel_is_initialized():
+        raise RuntimeError("duplicate_model_groups: call runtime.initialize first")
+    current, me = model_groups(), dist.get_rank()
+    fields = {}
+    for name in MODEL_GROUPS:
+        group = getattr(current, name)  # None where this rank is in no such group (embd off PP ends)
+        mine = sorted(dist.get_process_group_ranks(group)) if group is not None else None
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, mine)
+        fields[name] = None
+        for ranks in sorted({tuple(r) for r in everyone if r is not None}):
+            created = dist.new_group(list(ranks))
+            if me in ranks:
+                fields[name] = created
+    return ProcessGroupCollection(**fields)
 
 
 def reset_model_parallel() -> None:

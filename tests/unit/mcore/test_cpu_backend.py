@@ -46,3 +46,18 @@ def test_disable_restores_torch():
     assert torch.empty(1).type() == "torch.FloatTensor"
     with pytest.raises((RuntimeError, AssertionError)):
         torch.empty(1, device="cuda")
+
+
+def test_in_this_thread_covers_other_threads(backend):
+    import threading
+
+    devices = {}
+
+    def place():
+        with cpu_backend.in_this_thread():
+            devices["thread"] = torch.empty(1, device="cuda").device.type
+
+    thread = threading.Thread(target=place)
+    thread.start()
+    thread.join(timeout=30)
+    assert devices == {"thread": "cpu"}

@@ -1,0 +1,70 @@
+"""Next-token choice from full-vocabulary logits: greedy, or temperature / top-k / top-p sampling.
+
+    settings = SamplingSettings(temperature=0.8, top_p=0.9, seed=7)
+    generator = settings.generator()
+    next_ids = choose_tokens(logits_BV, settings, generator)   # [B] int64
+
+Pure torch (no process groups): `mcore.generate` calls it on one rank per
+model replica and broadcasts the result. Greedy (temperature 0, the default)
+is argmax with ties to the lowest id; top-p keeps the smallest prefix of the
+descending-probability list whose mass reaches p, always at least the top
+token, so top_p → 0 is greedy.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 0.0  # 0 = greedy (argmax); > 0 divides the logits before softmax
+    top_p: float = 1.0  # nucleus mass kept, in (0, 1]
+    top_k: int = 0  # keep the k most likely tokens; 0 = no limit
+    seed: int = 0  # seeds the torch.Generator, so a run is reproducible
+
+    def __post_init__(self):
+        if not self.temperature >= 0.0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = no limit), got {self.top_k}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(self.seed)
+
+
+def filter_logits(logits_BV: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Logits with everything outside the top-k and the top-p nucleus set to -inf."""
+    out = logits_BV.float().clone()
+    if top_k and top_k < out.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
+        out[out < kth] = float("-inf")
+    if top_p < 1.0:
+        # stable sort: among equal logits the lower id comes first, as argmax picks it
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True, stable=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = torch.cumsum(probs, dim=-1) - probs
+        drop_sorted = mass_before >= top_p  # the first token has mass_before 0 and always stays
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        out[drop] = float("-inf")
+    return out
+
+
+def choose_tokens(logits_BV: torch.Tensor, settings: SamplingSettings,
+                  generator: torch.Generator) -> torch.Tensor:
+    """One next token per row ([B] int64, on the CPU)."""
+    if logits_BV.dim() != 2:
+        raise ValueError(f"choose_tokens expects [batch, vocab] logits, got shape {tuple(logits_BV.shape)}")
+    logits_BV = logits_BV.detach().float().cpu()
+    if settings.greedy:
+        return logits_BV.argmax(dim=-1)
+    scaled = filter_logits(logits_BV / settings.temperature, settings.top_k, settings.top_p)
+    probs = torch.softmax(scaled, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
