@@ -20,6 +20,7 @@ from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 from megatron_kanana.training.data import DataConfig
+from megatron_kanana.posttrain.reward import RewardConfig
 from megatron_kanana.posttrain.sft import SFTConfig
 from megatron_kanana.training.distill_config import DistillConfig, check_compatible
 from megatron_kanana.training.kernels_config import KernelsConfig
@@ -45,6 +46,8 @@ class TrainConfig(Section):
         "help": "Logit distillation from a frozen teacher checkpoint (None: plain language modelling)."})
     sft: Optional[SFTConfig] = field(default=None, metadata={
         "help": "Supervised fine-tuning on chat data (replaces data.mixture)."})
+    reward: Optional[RewardConfig] = field(default=None, metadata={
+        "help": "Bradley-Terry reward model on preference pairs (replaces data.mixture)."})
 
     @classmethod
     def from_dict(cls, data, prefix: str = ""):
@@ -63,16 +66,25 @@ class TrainConfig(Section):
                               f"{self.model.vocab_size}")
         if self.distill is not None:
             check_compatible(self.model, self.distill.teacher_shape())
-        if (self.sft is None) == (self.data.mixture is None):
-            raise ConfigError("set exactly one of data.mixture (pre-training) and an sft section (fine-tuning)")
-        if self.sft is not None and self.sft.seq_length != self.data.seq_length:
-            raise ConfigError(f"sft.seq_length ({self.sft.seq_length}) != data.seq_length ({self.data.seq_length})")
+        modes = {"data.mixture": self.data.mixture, "sft": self.sft, "reward": self.reward}
+        chosen = [name for name, value in modes.items() if value is not None]
+        if len(chosen) != 1:
+            raise ConfigError(f"set exactly one of {list(modes)} (pre-training, fine-tuning, reward model); "
+                              f"got {chosen or 'none'}")
+        for name in ("sft", "reward"):
+            section = getattr(self, name)
+            if section is not None and section.seq_length != self.data.seq_length:
+                raise ConfigError(f"{name}.seq_length ({section.seq_length}) != data.seq_length "
+                                  f"({self.data.seq_length})")
+        if self.reward is not None and self.distill is not None:
+            raise ConfigError("a reward model is not trained by distillation: unset distill or reward")
 
     @property
     def model_kernels(self) -> KernelsConfig:
         """The kernels the trained model is built with: the fused LM head returns hidden states,
-        which the plain LM and distillation steps consume; SFT computes its loss from logits."""
-        if self.sft is not None:
+        which the plain LM and distillation steps consume; SFT computes its loss from logits,
+        and the reward model replaces the output layer with its own head."""
+        if self.sft is not None or self.reward is not None:
             return self.kernels.replace(lm_head_loss="unfused")
         return self.kernels
 
@@ -115,12 +127,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     for assignment in overrides:
         apply_override(data, assignment)
     _resolve_relative_paths(data, path.parent)
-    sft = data.get("sft")
-    if isinstance(sft, dict):  # SFT dataset prefixes are paths too
+    for name in ("sft", "reward"):  # post-training dataset prefixes are paths too
+        section = data.get(name)
         for key in ("data_prefixes", "valid_prefixes"):
-            if isinstance(sft.get(key), list):
-                sft[key] = [str((path.parent / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
-                            for p in sft[key]]
+            if isinstance(section, dict) and isinstance(section.get(key), list):
+                section[key] = [str((path.parent / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute()
+                                else p for p in section[key]]
     return TrainConfig.from_dict(data)
 
 

@@ -108,6 +108,13 @@ def comm_device() -> torch.device:
     return torch.device("cpu")
 
 
+def reset_model_parallel() -> None:
+    """Tear down megatron's groups but keep torch.distributed, so the next `initialize` can
+    build another layout in the same processes (tests comparing layouts on one checkpoint)."""
+    if parallel_state.model_parallel_is_initialized():
+        parallel_state.destroy_model_parallel()
+
+
 def shutdown() -> None:
     if parallel_state.model_parallel_is_initialized():
         parallel_state.destroy_model_parallel()

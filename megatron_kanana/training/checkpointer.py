@@ -34,8 +34,11 @@ os.environ.setdefault("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
 
 
 class Checkpointer:
-    def __init__(self, cfg: CheckpointConfig, run_dir: Path, rank: int, layout_key: dict, on_gpu: bool):
+    def __init__(self, cfg: CheckpointConfig, run_dir: Path, rank: int, layout_key: dict, on_gpu: bool,
+                 load_state=mcore_ckpt.load_training_state):
         self.cfg = cfg
+        # (chunks, optimizer or None, directory): the reward model's loader also takes LM checkpoints
+        self.load_state = load_state
         self.root = Path(run_dir) / "checkpoints"
         self.rank = rank
         self.layout_key = layout_key
@@ -115,7 +118,7 @@ class Checkpointer:
                     f"{directory} holds a different model: " +
                     ", ".join(f"{k} {saved.get(k)} (checkpoint) vs {model.get(k)} (config)" for k in diff))
         with_optimizer = "optimizer" in meta.get("contents", []) and (own_run or self.cfg.load_optimizer)
-        mcore_ckpt.load_training_state(chunks, optimizer if with_optimizer else None, directory)
+        self.load_state(chunks, optimizer if with_optimizer else None, directory)
         rng_file = directory / "rng" / f"rank_{self.rank:05d}.pt"
         if meta.get("layout") == self.layout_key and rng_file.exists():
             mcore_ckpt.set_rng_state(torch.load(rng_file, weights_only=True))

@@ -20,6 +20,7 @@ import torch
 from megatron_kanana.config.root import TrainConfig
 from megatron_kanana.log import get_logger
 from megatron_kanana.mcore import distill as mcore_distill, model as mcore_model, runtime, step as mcore_step
+from megatron_kanana.mcore import checkpoint as mcore_ckpt, reward_head as mcore_reward_head
 from megatron_kanana.mcore.datasets import build_gpt_datasets
 from megatron_kanana.training.checkpointer import Checkpointer
 from megatron_kanana.training.data import collate, micro_batches
@@ -32,6 +33,9 @@ from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
 from megatron_kanana.training.stages import StagePlan, plan_stages
 from megatron_kanana.posttrain.sft import build_sft_datasets, sft_plan
 from megatron_kanana.posttrain.sft_step import make_sft_forward_step
+from megatron_kanana.posttrain import reward as reward_mode, reward_step
+from megatron_kanana.posttrain.preference import collate_pairs
+from megatron_kanana.posttrain.reward_step import make_reward_forward_step
 
 log = get_logger(__name__)
 
@@ -52,13 +56,17 @@ class Trainer:
         self.tokenizer = load_tokenizer(cfg.data.tokenizer)
         cfg.check(self.tokenizer.vocab_size)
         self.plan: StagePlan = (sft_plan(cfg.sft, cfg.schedule, cfg.data.global_batch_size) if cfg.sft
-                                else plan_stages(cfg.data, cfg.schedule))
+                                else reward_mode.reward_plan(cfg.reward, cfg.schedule, cfg.data.global_batch_size)
+                                if cfg.reward else plan_stages(cfg.data, cfg.schedule))
         self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
         cfg.data.accumulation_steps(self.rt.layout.data)  # the global batch must split over DP ranks
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, self.rt.device, bf16=cfg.optim.bf16)
         student = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
                                           kernels=cfg.model_kernels)
+        if cfg.reward is not None:  # before DDP and the optimizer, which must see the head
+            for chunk in student:
+                mcore_reward_head.install_reward_head(chunk)
         self.chunks = mcore_step.wrap_ddp(student, use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
         peak_lr = cfg.schedule.lr
         self.optimizer = mcore_step.build_optimizer(self.chunks, mcore_step.OptimizerSettings(
@@ -68,13 +76,20 @@ class Trainer:
         self.forward_step = (make_sft_forward_step(cfg.optim.z_loss_coef) if cfg.sft
                              else select_forward_step(cfg.model_kernels, cfg.optim.z_loss_coef))
         self.loss_key, self.extra_keys = "lm loss", ("z loss",)
+        # what a batch row is: one sample (LM, SFT) or one side of a pair (reward model)
+        self.collate, self.rows_per_sample = collate, 1
+        self.valid_loss_key, self.valid_keys = "lm loss", ()  # validation reports the LM loss, also when distilling
+        if cfg.reward is not None:
+            self._use_reward_model()
         self.schedule_chunks = self.chunks  # what megatron's schedules run: the student, or student + teacher
         if cfg.distill is not None:
             self._add_teacher()
         layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
                       "vpp": self.rt.layout.virtual_pipeline}
         self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
-                                         on_gpu=self.rt.device == "cuda")
+                                         on_gpu=self.rt.device == "cuda", load_state=(
+                                             mcore_reward_head.load_into_reward_model if cfg.reward else
+                                             mcore_ckpt.load_training_state))
         self.nan_guard = NanGuard(cfg.run.max_consecutive_nan_steps)
         self._nan_fault_steps = _injected_nan_steps()
         self.step = self.plan.first_step(self.plan.start_index)  # global step: steps finished so far
@@ -104,6 +119,13 @@ class Trainer:
                  f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight}, "
                  f"LM head {kernels.lm_head_loss})")
 
+    def _use_reward_model(self) -> None:
+        """Reward model: pairs as 2 rows each, the Bradley-Terry step, pairwise accuracy in validation."""
+        self.forward_step = make_reward_forward_step()
+        self.loss_key, self.extra_keys = reward_step.LOSS_KEY, reward_step.EXTRA_KEYS
+        self.collate, self.rows_per_sample = collate_pairs, 2
+        self.valid_loss_key, self.valid_keys = reward_step.LOSS_KEY, ("accuracy",)
+
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
         directory, own = self.checkpointer.find_resume_point()
@@ -123,7 +145,8 @@ class Trainer:
         return {"train_state": {"step": self.step, "consumed_tokens": self.consumed_tokens,
                                 "nan_guard": self.nan_guard.state_dict()},
                 "config": self.cfg.to_dict(), "model": self.cfg.model.to_dict(),
-                "tokenizer": str(self.cfg.data.tokenizer)}
+                "model_kind": reward_mode.MODEL_KIND if self.cfg.reward else "lm",
+                "tokenizer": str(self.cfg.data.tokenizer), "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
     def save(self) -> None:
         self.checkpointer.save(self.chunks, self.optimizer, self.step, self._meta())
@@ -133,6 +156,10 @@ class Trainer:
         if index not in self._datasets and self.cfg.sft is not None:
             samples = self.plan.stages[index].steps * self.cfg.data.global_batch_size
             self._datasets = {index: build_sft_datasets(self.cfg.sft, self.cfg.run.seed, samples)}
+        if index not in self._datasets and self.cfg.reward is not None:
+            pairs = self.plan.stages[index].steps * self.cfg.data.global_batch_size
+            self._datasets = {index: reward_mode.build_reward_datasets(self.cfg.reward, self.cfg.run.seed, pairs,
+                                                                       self.tokenizer.fingerprint)}
         if index not in self._datasets:
             stage, data = self.plan.stages[index], self.cfg.data
             cache = self.run_dir / "data_cache"
@@ -177,16 +204,17 @@ class Trainer:
         lr = self.plan.lr(self.step)
         mcore_step.set_learning_rate(self.optimizer, lr)
         train, _ = self._stage_datasets(stage_index)
-        batches = micro_batches(train, stage_step, data, runtime.data_rank(), self.rt.layout.data)
+        batches = micro_batches(train, stage_step, data, runtime.data_rank(), self.rt.layout.data, self.collate)
         start = time.perf_counter()
         result = mcore_step.train_step(self.schedule_chunks, self.optimizer, self.forward_step, batches,
-                                       data.micro_batch_size, data.seq_length, loss_key=self.loss_key,
+                                       data.micro_batch_size * self.rows_per_sample, data.seq_length,
+                                       loss_key=self.loss_key,
                                        extra_keys=self.extra_keys, should_step=self._loss_is_good)
         if self.rt.device == "cuda":
             torch.cuda.synchronize()  # the step's kernels are queued; time them in this step
         seconds = time.perf_counter() - start
         skipped = not result.update_successful
-        tokens = data.global_batch_size * data.seq_length
+        tokens = data.global_batch_size * self.rows_per_sample * data.seq_length
         self.step += 1
         self.consumed_tokens += tokens
         self.metrics.log_step(self.step, loss=result.loss, lr=lr, tokens=tokens, seconds=seconds,
@@ -233,11 +261,15 @@ class Trainer:
             if per_rank == 0:
                 continue
             samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
-            batches = [collate(samples[i:i + data.micro_batch_size]) for i in range(0, per_rank, data.micro_batch_size)]
+            batches = [self.collate(samples[i:i + data.micro_batch_size])
+                       for i in range(0, per_rank, data.micro_batch_size)]
             with torch.no_grad():
-                dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches, data.micro_batch_size,
-                                                data.seq_length, forward_only=True)
-            losses[category] = mcore_step.average_losses(dicts, "lm loss")
+                dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches,
+                                                data.micro_batch_size * self.rows_per_sample, data.seq_length,
+                                                forward_only=True)
+            losses[category] = mcore_step.average_losses(dicts, self.valid_loss_key)
+            for key in self.valid_keys:  # e.g. the reward model's pairwise accuracy: "pref accuracy"
+                losses[f"{category} {key}"] = mcore_step.average_losses(dicts, key)
         for chunk in self.chunks:
             chunk.train()
         return losses

@@ -1,0 +1,100 @@
+"""The `reward` config section and what the trainer needs for a Bradley–Terry reward model.
+
+    reward:
+      data_prefixes: [data/pref_train]   # written by `kanana pref-preprocess`
+      valid_prefixes: [data/pref_valid]  # held-out pairs: validation reports pairwise accuracy
+      seq_length: 2048
+      epochs: 1
+    checkpoint: {load: runs/sft, load_optimizer: false}   # initialise from an SFT (or any LM) checkpoint
+
+data.micro_batch_size and data.global_batch_size count *pairs*: a micro-batch of b pairs is
+2b rows (preference.collate_pairs), so both sides of a pair are always scored together. The
+model is the policy's architecture with a scalar head (mcore/reward_head.py); its checkpoint
+meta says "model_kind": "reward" and records the tokenizer's fingerprint, which
+`check_reward_checkpoint` compares with the policy's before scoring with it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import field
+from pathlib import Path
+from typing import Optional
+
+from megatron_kanana.config.section import ConfigError, Section
+from megatron_kanana.posttrain.sft import ConcatDataset, EpochShuffled
+
+MODEL_KIND = "reward"
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardConfig(Section):
+    data_prefixes: list[str] = field(metadata={"help": "Preference dataset prefixes (from `kanana pref-preprocess`)."})
+    valid_prefixes: Optional[list[str]] = field(
+        default=None, metadata={"help": "Held-out preference prefixes for pairwise accuracy; None = no validation."})
+    seq_length: int = field(default=2048, metadata={"help": "Positions per side of a pair; must equal data.seq_length."})
+    epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs (sets the step count)."})
+    train_steps: Optional[int] = field(default=None, metadata={"help": "Steps to train; overrides epochs."})
+
+    def validate(self) -> None:
+        if not self.data_prefixes:
+            raise ConfigError("data_prefixes: at least one preference dataset prefix is needed")
+        if self.seq_length < 2:
+            raise ConfigError(f"seq_length must be >= 2, got {self.seq_length}")
+        if self.epochs <= 0:
+            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        if self.train_steps is not None and self.train_steps < 1:
+            raise ConfigError(f"train_steps must be >= 1, got {self.train_steps}")
+
+
+def open_pairs(cfg: RewardConfig, prefixes: list[str], tokenizer_fingerprint: Optional[str] = None) -> ConcatDataset:
+    """The preference datasets at `prefixes`, checked to be built with the trainer's tokenizer."""
+    from megatron_kanana.posttrain.preference import PreferenceDataset
+
+    datasets = []
+    for prefix in prefixes:
+        ds = PreferenceDataset(prefix, cfg.seq_length)
+        built = ds.meta.get("tokenizer_fingerprint")
+        if tokenizer_fingerprint is not None and built != tokenizer_fingerprint:
+            raise ConfigError(f"reward: {prefix} was tokenized with {ds.meta['tokenizer']} (fingerprint "
+                              f"{str(built)[:12]}), not with data.tokenizer (fingerprint {tokenizer_fingerprint[:12]})")
+        datasets.append(ds)
+    return ConcatDataset(datasets)
+
+
+def reward_steps(cfg: RewardConfig, global_batch_size: int) -> int:
+    if cfg.train_steps is not None:
+        return cfg.train_steps
+    return max(1, math.ceil(cfg.epochs * len(open_pairs(cfg, cfg.data_prefixes)) / global_batch_size))
+
+
+def reward_plan(cfg: RewardConfig, schedule, global_batch_size: int):
+    """A one-stage StagePlan named "reward" (the trainer's loop, LR schedule and resume work unchanged)."""
+    from megatron_kanana.training.stages import Stage, StagePlan
+
+    steps = reward_steps(cfg, global_batch_size)
+    stage = Stage(name="reward", steps=steps, blend=[(p, 1.0) for p in cfg.data_prefixes], categories={})
+    return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
+
+
+def build_reward_datasets(cfg: RewardConfig, seed: int, num_train_pairs: int, tokenizer_fingerprint: str) -> tuple:
+    """(train, {"pref": valid}) in the shape of the trainer's per-stage datasets; items are pairs."""
+    train = EpochShuffled(open_pairs(cfg, cfg.data_prefixes, tokenizer_fingerprint), num_train_pairs, seed)
+    valid = {"pref": open_pairs(cfg, cfg.valid_prefixes, tokenizer_fingerprint)} if cfg.valid_prefixes else {}
+    return train, valid
+
+
+def check_reward_checkpoint(directory: str | Path, policy_tokenizer_fingerprint: str) -> dict:
+    """The meta of a reward-model checkpoint, after checking it is one and shares the policy's tokenizer."""
+    from megatron_kanana.checkpointing.layout import read_meta, resolve
+
+    resolved = resolve(Path(directory))
+    meta = read_meta(resolved)
+    if meta.get("model_kind") != MODEL_KIND:
+        raise ConfigError(f"{resolved} is not a reward-model checkpoint (model_kind {meta.get('model_kind')!r})")
+    recorded = meta.get("tokenizer_fingerprint")
+    if recorded != policy_tokenizer_fingerprint:
+        raise ConfigError(f"{resolved}: the reward model was trained with tokenizer {meta.get('tokenizer')} "
+                          f"(fingerprint {str(recorded)[:12]}), which differs from the policy's (fingerprint "
+                          f"{policy_tokenizer_fingerprint[:12]}); its scores of the policy's tokens would be meaningless")
+    return meta
