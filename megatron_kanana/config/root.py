@@ -20,6 +20,7 @@ from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 from megatron_kanana.training.data import DataConfig
+from megatron_kanana.posttrain.dpo import DPOConfig, check_batch as check_dpo_batch
 from megatron_kanana.posttrain.sft import SFTConfig
 from megatron_kanana.training.distill_config import DistillConfig, check_compatible
 from megatron_kanana.training.kernels_config import KernelsConfig
@@ -45,6 +46,8 @@ class TrainConfig(Section):
         "help": "Logit distillation from a frozen teacher checkpoint (None: plain language modelling)."})
     sft: Optional[SFTConfig] = field(default=None, metadata={
         "help": "Supervised fine-tuning on chat data (replaces data.mixture)."})
+    dpo: Optional[DPOConfig] = field(default=None, metadata={
+        "help": "Offline DPO on preference pairs against a frozen reference (replaces data.mixture)."})
 
     @classmethod
     def from_dict(cls, data, prefix: str = ""):
@@ -63,16 +66,23 @@ class TrainConfig(Section):
                               f"{self.model.vocab_size}")
         if self.distill is not None:
             check_compatible(self.model, self.distill.teacher_shape())
-        if (self.sft is None) == (self.data.mixture is None):
-            raise ConfigError("set exactly one of data.mixture (pre-training) and an sft section (fine-tuning)")
-        if self.sft is not None and self.sft.seq_length != self.data.seq_length:
-            raise ConfigError(f"sft.seq_length ({self.sft.seq_length}) != data.seq_length ({self.data.seq_length})")
+        modes = {"data.mixture": self.data.mixture, "sft": self.sft, "dpo": self.dpo}
+        if sum(v is not None for v in modes.values()) != 1:
+            raise ConfigError("set exactly one of data.mixture (pre-training), an sft section (fine-tuning) and a "
+                              f"dpo section (preference tuning); set: {[k for k, v in modes.items() if v is not None]}")
+        for name, section in (("sft", self.sft), ("dpo", self.dpo)):
+            if section is not None and section.seq_length != self.data.seq_length:
+                raise ConfigError(f"{name}.seq_length ({section.seq_length}) != data.seq_length ({self.data.seq_length})")
+        if self.dpo is not None:
+            check_dpo_batch(self.data.global_batch_size, self.data.micro_batch_size)
+            if self.distill is not None:
+                raise ConfigError("dpo and distill both want a frozen second model; set only one of them")
 
     @property
     def model_kernels(self) -> KernelsConfig:
         """The kernels the student is built with: the fused LM head returns hidden states, which
-        only the plain LM step consumes; distillation and SFT compute their losses from logits."""
-        if self.distill is not None or self.sft is not None:
+        only the plain LM step consumes; distillation, SFT and DPO compute their losses from logits."""
+        if self.distill is not None or self.sft is not None or self.dpo is not None:
             return self.kernels.replace(lm_head_loss="unfused")
         return self.kernels
 
@@ -115,19 +125,19 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     for assignment in overrides:
         apply_override(data, assignment)
     _resolve_relative_paths(data, path.parent)
-    sft = data.get("sft")
-    if isinstance(sft, dict):  # SFT dataset prefixes are paths too
-        for key in ("data_prefixes", "valid_prefixes"):
-            if isinstance(sft.get(key), list):
-                sft[key] = [str((path.parent / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute() else p
-                            for p in sft[key]]
+    for section in (data.get("sft"), data.get("dpo")):
+        if isinstance(section, dict):  # SFT and DPO dataset prefixes are paths too
+            for key in ("data_prefixes", "valid_prefixes"):
+                if isinstance(section.get(key), list):
+                    section[key] = [str((path.parent / p).resolve())
+                                    if isinstance(p, str) and not Path(p).is_absolute() else p for p in section[key]]
     return TrainConfig.from_dict(data)
 
 
 def _resolve_relative_paths(data: dict, base: Path) -> None:
     """Paths in a config file are relative to the file, so configs work from any cwd."""
     for section, key in (("data", "mixture"), ("data", "tokenizer"), ("data", "data_root"), ("run", "output_dir"), ("checkpoint", "load"),
-                         ("distill", "teacher")):
+                         ("distill", "teacher"), ("dpo", "reference")):
         value = (data.get(section) or {}).get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith("$"):
             data[section][key] = str((base / value).resolve())

@@ -30,6 +30,7 @@ from megatron_kanana.training.fused_lm_step import select_forward_step
 from megatron_kanana.training.metrics import MetricsLogger
 from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
 from megatron_kanana.training.stages import StagePlan, plan_stages
+from megatron_kanana.posttrain import dpo as dpo_mode
 from megatron_kanana.posttrain.sft import build_sft_datasets, sft_plan
 from megatron_kanana.posttrain.sft_step import make_sft_forward_step
 
@@ -52,6 +53,7 @@ class Trainer:
         self.tokenizer = load_tokenizer(cfg.data.tokenizer)
         cfg.check(self.tokenizer.vocab_size)
         self.plan: StagePlan = (sft_plan(cfg.sft, cfg.schedule, cfg.data.global_batch_size) if cfg.sft
+                                else dpo_mode.dpo_plan(cfg.dpo, cfg.schedule, cfg.data.global_batch_size) if cfg.dpo
                                 else plan_stages(cfg.data, cfg.schedule))
         self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
         cfg.data.accumulation_steps(self.rt.layout.data)  # the global batch must split over DP ranks
@@ -69,8 +71,11 @@ class Trainer:
                              else select_forward_step(cfg.model_kernels, cfg.optim.z_loss_coef))
         self.loss_key, self.extra_keys = "lm loss", ("z loss",)
         self.schedule_chunks = self.chunks  # what megatron's schedules run: the student, or student + teacher
+        self.valid_keys = {"lm loss": "lm loss"}  # validation: reported name -> loss-dict key
         if cfg.distill is not None:
             self._add_teacher()
+        if cfg.dpo is not None:
+            self._add_reference()
         layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
                       "vpp": self.rt.layout.virtual_pipeline}
         self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
@@ -101,6 +106,31 @@ class Trainer:
         log.info(f"distilling from {directory} (teacher: {shape.num_layers} layers × {shape.hidden_size}, "
                  f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight})")
 
+    def _add_reference(self) -> None:
+        """DPO: a frozen reference beside the policy, stage by stage (mcore/distill.py's pairing)."""
+        from megatron_kanana.checkpointing.layout import read_meta
+        from megatron_kanana.models.shape import ModelShape
+        from megatron_kanana.posttrain.dpo_loss import LOSS_KEY, STAT_KEYS
+        from megatron_kanana.posttrain.dpo_step import make_dpo_forward_step
+        from megatron_kanana.training.distill_config import check_compatible
+
+        dpo = self.cfg.dpo
+        directory = dpo.reference_checkpoint(self.cfg.checkpoint.load)
+        meta = read_meta(directory)
+        dpo_mode.check_reference_tokenizer(meta, directory, self.cfg.data.tokenizer)
+        shape = ModelShape.from_dict(meta["model"], prefix="dpo.reference") if "model" in meta else self.cfg.model
+        check_compatible(self.cfg.model, shape)
+        check_layout(self.cfg.parallel, shape, self.rt.world_size, self.rt.device)
+        reference = mcore_distill.build_teacher(shape, self.cfg.parallel, self.rt.device, directory,
+                                                seq_length=self.cfg.data.seq_length, bf16=self.cfg.optim.bf16)
+        self.schedule_chunks = mcore_distill.pair_stages(self.chunks, reference)
+        self.forward_step = make_dpo_forward_step(dpo.beta, dpo.label_smoothing, dpo.sft_loss_weight)
+        self.loss_key, self.extra_keys = LOSS_KEY, STAT_KEYS
+        self.valid_keys = {"dpo loss": "dpo loss", "preference accuracy": "preference accuracy",
+                           "reward margin": "reward margin"}
+        log.info(f"DPO against the frozen reference {directory} (beta={dpo.beta}, "
+                 f"label_smoothing={dpo.label_smoothing}, sft_loss_weight={dpo.sft_loss_weight})")
+
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
         directory, own = self.checkpointer.find_resume_point()
@@ -130,6 +160,9 @@ class Trainer:
         if index not in self._datasets and self.cfg.sft is not None:
             samples = self.plan.stages[index].steps * self.cfg.data.global_batch_size
             self._datasets = {index: build_sft_datasets(self.cfg.sft, self.cfg.run.seed, samples)}
+        if index not in self._datasets and self.cfg.dpo is not None:
+            pairs = self.plan.stages[index].steps * self.cfg.data.global_batch_size // 2
+            self._datasets = {index: dpo_mode.build_dpo_datasets(self.cfg.dpo, self.cfg.run.seed, pairs)}
         if index not in self._datasets:
             stage, data = self.plan.stages[index], self.cfg.data
             cache = self.run_dir / "data_cache"
@@ -174,7 +207,8 @@ class Trainer:
         lr = self.plan.lr(self.step)
         mcore_step.set_learning_rate(self.optimizer, lr)
         train, _ = self._stage_datasets(stage_index)
-        batches = micro_batches(train, stage_step, data, runtime.data_rank(), self.rt.layout.data)
+        batches = (dpo_mode.dpo_micro_batches if self.cfg.dpo else micro_batches)(
+            train, stage_step, data, runtime.data_rank(), self.rt.layout.data)
         start = time.perf_counter()
         result = mcore_step.train_step(self.schedule_chunks, self.optimizer, self.forward_step, batches,
                                        data.micro_batch_size, data.seq_length, loss_key=self.loss_key,
@@ -226,18 +260,29 @@ class Trainer:
             chunk.eval()
         for category, dataset in valid.items():
             dp, rank = self.rt.layout.data, runtime.data_rank()
-            per_rank = max(1, len(dataset) // dp) // data.micro_batch_size * data.micro_batch_size
-            if per_rank == 0:
+            batches = self._validation_batches(dataset, dp, rank)
+            if not batches:
                 continue
-            samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
-            batches = [collate(samples[i:i + data.micro_batch_size]) for i in range(0, per_rank, data.micro_batch_size)]
             with torch.no_grad():
                 dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches, data.micro_batch_size,
                                                 data.seq_length, forward_only=True)
-            losses[category] = mcore_step.average_losses(dicts, "lm loss")
+            for name, key in self.valid_keys.items():
+                label = category if name == "lm loss" else name  # DPO holds one held-out set
+                losses[label] = mcore_step.average_losses(dicts, key)
         for chunk in self.chunks:
             chunk.train()
         return losses
+
+    def _validation_batches(self, dataset, dp: int, rank: int) -> list[dict]:
+        """This data-parallel rank's equal share of a validation set, in whole micro-batches
+        (DPO: rows of whole pairs, like its training batches)."""
+        mbs = self.cfg.data.micro_batch_size
+        if self.cfg.dpo is not None:
+            per_rank = max(1, 2 * len(dataset) // dp) // mbs * mbs
+            return dpo_mode.pair_micro_batches(dataset, rank * per_rank // 2, per_rank, mbs) if per_rank else []
+        per_rank = max(1, len(dataset) // dp) // mbs * mbs
+        samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
+        return [collate(samples[i:i + mbs]) for i in range(0, per_rank, mbs)]
 
     def close(self) -> None:
         self.checkpointer.finalize()
