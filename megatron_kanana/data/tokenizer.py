@@ -8,12 +8,14 @@ Two kinds, picked by `load_tokenizer(path)`:
   file or a directory holding `tokenizer.model`.
 
 Every tokenizer has `vocab_size`, `eod`, `pad` (distinct ids), `encode(str) -> list[int]`
-without added special tokens, `decode(list[int]) -> str`, and `unique_identifiers`, the
-description megatron-core's GPTDatasetConfig hashes to name its cached sample indices.
+without added special tokens, `decode(list[int]) -> str`, `unique_identifiers`, the
+description megatron-core's GPTDatasetConfig hashes to name its cached sample indices, and
+`fingerprint`, a content hash that tells whether two models share a tokenizer.
 """
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
@@ -67,6 +69,17 @@ class Tokenizer(abc.ABC):
             [("class", self.kind), ("tokenizer_path", self.path), ("vocab_size", self.vocab_size),
              ("eod", self.eod), ("pad", self.pad)]
         )
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what decides the ids: the kind, the tokenizer file's bytes, eod and pad.
+        Equal for copies of one tokenizer at different paths; models trained on different
+        tokenizers compare unequal even when their vocab sizes match."""
+        digest = hashlib.sha256(f"{self.kind}|{self.vocab_size}|{self.eod}|{self.pad}|".encode())
+        with open(self.path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
 
     def index_dtype_name(self) -> str:
         """The narrowest dtype of an indexed dataset holding this tokenizer's ids."""

@@ -27,22 +27,25 @@ import torch
 from megatron_kanana.mcore.indexed import IndexedDataset, IndexedDatasetBuilder
 
 FORMAT = "kanana-sft-1"
+# The preference data (preference.py) is stored the same way under its own metadata file and
+# format, so an SFT run can never pick up a preference dataset (and train on rejected answers).
+FORMATS = {"sft": FORMAT, "pref": "kanana-pref-1"}
 
 
 class SFTDatasetError(ValueError):
     """An SFT dataset is missing, incomplete, inconsistent, or built for longer sequences."""
 
 
-def paths(prefix: str) -> dict[str, str]:
-    return {"tokens": f"{prefix}_tokens", "mask": f"{prefix}_mask", "meta": f"{prefix}_sft.json"}
+def paths(prefix: str, kind: str = "sft") -> dict[str, str]:
+    return {"tokens": f"{prefix}_tokens", "mask": f"{prefix}_mask", "meta": f"{prefix}_{kind}.json"}
 
 
 class SFTWriter:
     """Writes samples into a temporary directory; `finish` renames them into place, metadata last."""
 
-    def __init__(self, prefix: str, token_dtype: type):
-        self.prefix = prefix
-        self.tmp = Path(f"{prefix}.tmp-sft")
+    def __init__(self, prefix: str, token_dtype: type, kind: str = "sft"):
+        self.prefix, self.kind = prefix, kind
+        self.tmp = Path(f"{prefix}.tmp-{kind}")
         self.tmp.mkdir(parents=True, exist_ok=True)
         name = Path(prefix).name
         self._tmp_prefix = {k: str(self.tmp / f"{name}_{k}") for k in ("tokens", "mask")}
@@ -62,7 +65,7 @@ class SFTWriter:
         self.samples += 1
 
     def finish(self, meta: dict) -> None:
-        final = paths(self.prefix)
+        final = paths(self.prefix, self.kind)
         for key in ("tokens", "mask"):
             builder = self._tokens if key == "tokens" else self._mask
             builder.finalize(self._tmp_prefix[key] + ".idx")
@@ -71,33 +74,33 @@ class SFTWriter:
         for key in ("tokens", "mask"):
             os.replace(self._tmp_prefix[key] + ".idx", final[key] + ".idx")
         tmp_meta = self.tmp / "meta.json"
-        tmp_meta.write_text(json.dumps({"format": FORMAT, **meta}, indent=1, ensure_ascii=False))
+        tmp_meta.write_text(json.dumps({"format": FORMATS[self.kind], **meta}, indent=1, ensure_ascii=False))
         os.replace(tmp_meta, final["meta"])
         self.tmp.rmdir()
 
 
-def read_meta(prefix: str) -> dict:
-    meta_path = paths(prefix)["meta"]
+def read_meta(prefix: str, kind: str = "sft") -> dict:
+    meta_path = paths(prefix, kind)["meta"]
     if not os.path.isfile(meta_path):
-        raise SFTDatasetError(f"{prefix}: no {meta_path}; not an SFT dataset, or its preprocessing did not finish")
+        raise SFTDatasetError(f"{prefix}: no {meta_path}; not an {kind} dataset, or its preprocessing did not finish")
     meta = json.loads(Path(meta_path).read_text())
-    if meta.get("format") != FORMAT:
-        raise SFTDatasetError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("format") != FORMATS[kind]:
+        raise SFTDatasetError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMATS[kind]!r}")
     return meta
 
 
 class SFTDataset(torch.utils.data.Dataset):
     """Samples of an SFT dataset, each padded to `seq_length` (at least the length it was built for)."""
 
-    def __init__(self, prefix: str, seq_length: int):
-        self.meta = read_meta(prefix)
+    def __init__(self, prefix: str, seq_length: int, kind: str = "sft"):
+        self.meta = read_meta(prefix, kind)
         if seq_length < self.meta["seq_length"]:
             raise SFTDatasetError(f"{prefix}: built for seq_length {self.meta['seq_length']}, "
                                   f"cannot read it at {seq_length}")
         self.prefix, self.seq_length = prefix, seq_length
         self.packed, self.pad = bool(self.meta["packed"]), int(self.meta["pad"])
-        self._tokens = IndexedDataset(paths(prefix)["tokens"])
-        self._mask = IndexedDataset(paths(prefix)["mask"])
+        self._tokens = IndexedDataset(paths(prefix, kind)["tokens"])
+        self._mask = IndexedDataset(paths(prefix, kind)["mask"])
         if (not np.array_equal(self._tokens.sequence_lengths, self._mask.sequence_lengths)
                 or not np.array_equal(self._tokens.document_indices, self._mask.document_indices)):
             raise SFTDatasetError(f"{prefix}: _tokens and _mask have different sequence or document boundaries")

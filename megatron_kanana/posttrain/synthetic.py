@@ -14,22 +14,32 @@ import random
 
 _OPS = {"+": ("더하기", "plus", lambda a, b: a + b), "-": ("빼기", "minus", lambda a, b: a - b),
         "*": ("곱하기", "times", lambda a, b: a * b)}
-_SYSTEM = {"ko": "당신은 계산을 돕는 친절한 조수입니다.", "en": "You are a helpful assistant who does arithmetic."}
+SYSTEM = {"ko": "당신은 계산을 돕는 친절한 조수입니다.", "en": "You are a helpful assistant who does arithmetic."}
+
+
+def problem(rng: random.Random) -> tuple[str, int, int, int]:
+    """(op, a, b, the right result) of one arithmetic question."""
+    op = rng.choice(sorted(_OPS))
+    a, b = rng.randint(0, 20), rng.randint(0, 20)
+    return op, a, b, _OPS[op][2](a, b)
+
+
+def phrase(language: str, op: str, a: int, b: int, value: int) -> tuple[str, str]:
+    """(question, answer saying `value`) in Korean ("ko") or English ("en")."""
+    ko, en, _ = _OPS[op]
+    if language == "ko":
+        return f"{a} {ko} {b}는?", f"{value}입니다."
+    return f"What is {a} {en} {b}?", f"{a} {en} {b} is {value}."
 
 
 def _question_answer(rng: random.Random, language: str) -> tuple[str, str]:
-    op = rng.choice(sorted(_OPS))
-    a, b = rng.randint(0, 20), rng.randint(0, 20)
-    ko, en, fn = _OPS[op]
-    result = fn(a, b)
-    if language == "ko":
-        return f"{a} {ko} {b}는?", f"{result}입니다."
-    return f"What is {a} {en} {b}?", f"{a} {en} {b} is {result}."
+    op, a, b, result = problem(rng)
+    return phrase(language, op, a, b, result)
 
 
 def conversation(rng: random.Random) -> dict:
     language = rng.choice(("ko", "en"))
-    messages = [{"role": "system", "content": _SYSTEM[language]}] if rng.random() < 0.3 else []
+    messages = [{"role": "system", "content": SYSTEM[language]}] if rng.random() < 0.3 else []
     for _ in range(1 if rng.random() < 0.7 else 2):
         question, answer = _question_answer(rng, language)
         messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
