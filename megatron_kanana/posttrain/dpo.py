@@ -21,7 +21,6 @@ trained with the policy's tokenizer.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import field
 from pathlib import Path
@@ -83,11 +82,19 @@ def check_batch(global_batch_size: int, micro_batch_size: int) -> None:
                           f"({global_batch_size}) count rows, two per preference pair; both must be even")
 
 
-def open_datasets(cfg: DPOConfig, prefixes: list[str]):
+def open_datasets(cfg: DPOConfig, prefixes: list[str], tokenizer_fingerprint: Optional[str] = None):
+    """The pairs of `prefixes`, one after another; each built with the tokenizer whose
+    fingerprint is given (when one is)."""
     from megatron_kanana.posttrain.preference import PreferenceDataset
     from megatron_kanana.posttrain.sft import ConcatDataset
 
-    return ConcatDataset([PreferenceDataset(prefix, cfg.seq_length) for prefix in prefixes])
+    datasets = [PreferenceDataset(prefix, cfg.seq_length) for prefix in prefixes]
+    for ds in datasets:
+        stored = ds.meta.get("tokenizer_fingerprint")
+        if tokenizer_fingerprint is not None and stored != tokenizer_fingerprint:
+            raise ConfigError(f"dpo: {ds.prefix} was tokenized with {ds.meta.get('tokenizer')} (fingerprint "
+                              f"{str(stored)[:12]}), not with data.tokenizer (fingerprint {tokenizer_fingerprint[:12]})")
+    return ConcatDataset(datasets)
 
 
 def dpo_steps(cfg: DPOConfig, global_batch_size: int) -> int:
@@ -107,14 +114,14 @@ def dpo_plan(cfg: DPOConfig, schedule, global_batch_size: int):
     return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
 
 
-def build_dpo_datasets(cfg: DPOConfig, seed: int, num_train_pairs: int) -> tuple:
+def build_dpo_datasets(cfg: DPOConfig, seed: int, num_train_pairs: int, tokenizer_fingerprint: str) -> tuple:
     """(train pairs, {"dpo": held-out pairs}) in the shape of the trainer's per-stage datasets."""
     from megatron_kanana.posttrain.sft import EpochShuffled
 
-    train = open_datasets(cfg, cfg.data_prefixes)
+    train = open_datasets(cfg, cfg.data_prefixes, tokenizer_fingerprint)
     if len(train) == 0:
         raise ConfigError(f"dpo.data_prefixes: {cfg.data_prefixes} hold no preference pairs")
-    valid = {"dpo": open_datasets(cfg, cfg.valid_prefixes)} if cfg.valid_prefixes else {}
+    valid = {"dpo": open_datasets(cfg, cfg.valid_prefixes, tokenizer_fingerprint)} if cfg.valid_prefixes else {}
     return EpochShuffled(train, num_train_pairs, seed), valid
 
 
@@ -134,22 +141,17 @@ def dpo_micro_batches(pairs, step: int, data, dp_rank: int, dp_size: int) -> lis
     return pair_micro_batches(pairs, first, per_rank, data.micro_batch_size)
 
 
-def tokenizer_digest(path: str | Path) -> str:
-    """sha256 of a tokenizer's file (a tokenizer.json or SentencePiece model): two paths
-    holding the same tokenizer compare equal, different tokenizers of one size do not."""
+def check_reference_tokenizer(reference_meta: dict, reference_dir: Path, tokenizer: str | Path) -> None:
+    """The reference was trained with the policy's tokenizer (same fingerprint: file contents,
+    eod and pad), wherever each copy lives. Checkpoints record the tokenizer's path."""
     from megatron_kanana.data.tokenizer import load_tokenizer
 
-    return hashlib.sha256(Path(load_tokenizer(path).path).read_bytes()).hexdigest()
-
-
-def check_reference_tokenizer(reference_meta: dict, reference_dir: Path, tokenizer: str | Path) -> None:
-    """The reference was trained with the policy's tokenizer (same file contents)."""
     recorded = reference_meta.get("tokenizer")
     if not recorded:
         raise ConfigError(f"dpo.reference: {reference_dir} records no tokenizer, so it cannot be checked against "
                           f"data.tokenizer ({tokenizer})")
     try:
-        same = tokenizer_digest(recorded) == tokenizer_digest(tokenizer)
+        same = load_tokenizer(recorded).fingerprint == load_tokenizer(tokenizer).fingerprint
     except (OSError, ValueError) as e:
         raise ConfigError(f"dpo.reference: cannot compare the reference's tokenizer {recorded} with "
                           f"data.tokenizer {tokenizer}: {e}") from None

@@ -162,7 +162,8 @@ class Trainer:
             self._datasets = {index: build_sft_datasets(self.cfg.sft, self.cfg.run.seed, samples)}
         if index not in self._datasets and self.cfg.dpo is not None:
             pairs = self.plan.stages[index].steps * self.cfg.data.global_batch_size // 2
-            self._datasets = {index: dpo_mode.build_dpo_datasets(self.cfg.dpo, self.cfg.run.seed, pairs)}
+            self._datasets = {index: dpo_mode.build_dpo_datasets(self.cfg.dpo, self.cfg.run.seed, pairs,
+                                                                 self.tokenizer.fingerprint)}
         if index not in self._datasets:
             stage, data = self.plan.stages[index], self.cfg.data
             cache = self.run_dir / "data_cache"
