@@ -114,7 +114,8 @@ def dpo_plan(cfg: DPOConfig, schedule, global_batch_size: int):
     return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
 
 
-def build_dpo_datasets(cfg: DPOConfig, seed: int, num_train_pairs: int, tokenizer_fingerprint: str) -> tuple:
+def build_dpo_datasets(cfg: DPOConfig, seed: int, num_train_pairs: int,
+                       tokenizer_fingerprint: Optional[str]) -> tuple:
     """(train pairs, {"dpo": held-out pairs}) in the shape of the trainer's per-stage datasets."""
     from megatron_kanana.posttrain.sft import EpochShuffled
 
