@@ -53,12 +53,18 @@ def dpo_run(root: Path, name: str, *overrides: str, steps: int = 8) -> Path:
     return run
 
 
-def test_dpo_lowers_the_loss_and_wins_held_out_pairs(prepared):
-    run = dpo_run(prepared, "dpo_tp2")
+@pytest.fixture(scope="module")
+def tp2_run(prepared) -> Path:
+    return dpo_run(prepared, "dpo_tp2")
+
+
+def test_dpo_lowers_the_loss_and_wins_held_out_pairs(tp2_run):
+    run = tp2_run
     train = records(run, "train")
     assert len(train) == 8
     # step 1: the policy is the reference (both loaded from base), so every margin is 0
-    assert train[0]["loss"] == pytest.approx(math.log(2), abs=1e-5) and train[0]["reward_margin"] == pytest.approx(0, abs=1e-5)
+    assert train[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert train[0]["reward_margin"] == pytest.approx(0, abs=1e-5)
     assert sum(r["loss"] for r in train[-3:]) / 3 < 0.6
     assert train[-1]["reward_margin"] > 0.2 and train[-1]["preference_accuracy"] > 0.5
     valid = [r["losses"] for r in records(run, "validation")]
@@ -68,3 +74,15 @@ def test_dpo_lowers_the_loss_and_wins_held_out_pairs(prepared):
     saved = json.loads(((run / "checkpoints") / (run / "checkpoints" / "latest").read_text().strip() / "kanana.json")
                        .read_text())
     assert saved["train_state"]["step"] == 8
+
+
+def test_pipeline_parallel_matches_tensor_parallel(prepared, tp2_run):
+    """PP=2 sends policy and reference activations in one p2p tensor; from the same
+    checkpoint its first steps equal TP=2's (fp32 reduction order aside)."""
+    pp = dpo_run(prepared, "dpo_pp2", "run.exit_after_steps=2", "parallel.tensor_model_parallel_size=1",
+                 "parallel.pipeline_model_parallel_size=2")
+    tp = records(tp2_run, "train")[:2]
+    for a, b in zip(tp, records(pp, "train"), strict=True):
+        for key in ("loss", "sft_loss", "reward_margin", "chosen_reward", "preference_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), (a["iteration"], key)
+    assert tp[1]["reward_margin"] > 0.01  # step 2 follows an update: the policy has left the reference
