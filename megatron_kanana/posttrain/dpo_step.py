@@ -19,9 +19,7 @@ from typing import Iterator
 import torch
 
 from megatron_kanana.mcore.loss import vocab_parallel_sequence_logprobs
-from megatron_kanana.posttrain.dpo_loss import LOSS_KEY, STAT_KEYS, dpo_loss
-
-EXTRA_KEYS = STAT_KEYS
+from megatron_kanana.posttrain.dpo_loss import dpo_loss
 
 
 def make_dpo_forward_step(beta: float, label_smoothing: float = 0.0, sft_weight: float = 0.0):
@@ -46,9 +44,7 @@ def _loss(beta: float, label_smoothing: float, sft_weight: float, reference_logi
     policy = vocab_parallel_sequence_logprobs(policy_logits, labels, loss_mask)
     with torch.no_grad():
         reference = vocab_parallel_sequence_logprobs(reference_logits, labels, loss_mask)
-    total, stats = dpo_loss(policy, reference, loss_mask.float().sum(dim=-1), beta,
-                            label_smoothing=label_smoothing, sft_weight=sft_weight)
-    return total, stats
+    # stats carry LOSS_KEY and STAT_KEYS of dpo_loss.py, the trainer's loss and extra keys
+    return dpo_loss(policy, reference, loss_mask.float().sum(dim=-1), beta,
+                    label_smoothing=label_smoothing, sft_weight=sft_weight)
 
-
-__all__ = ["EXTRA_KEYS", "LOSS_KEY", "make_dpo_forward_step"]
