@@ -20,6 +20,9 @@ from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 from megatron_kanana.training.data import DataConfig
+from megatron_kanana.posttrain.dpo import DPOConfig
+from megatron_kanana.posttrain.online_dpo import OnlineDPOConfig
+from megatron_kanana.posttrain.preference import check_pair_batch
 from megatron_kanana.posttrain.reward import RewardConfig
 from megatron_kanana.posttrain.sft import SFTConfig
 from megatron_kanana.training.distill_config import DistillConfig, check_compatible
@@ -28,6 +31,10 @@ from megatron_kanana.training.lr_schedule import ScheduleConfig
 from megatron_kanana.training.metrics import LoggingConfig
 from megatron_kanana.training.optim import OptimConfig
 from megatron_kanana.training.run_config import RunConfig
+
+
+POST_TRAINING = ("sft", "reward", "dpo", "online_dpo")  # sections that replace data.mixture
+PAIR_MODES = ("reward", "dpo", "online_dpo")  # trained on (chosen, rejected) row pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +54,11 @@ class TrainConfig(Section):
     sft: Optional[SFTConfig] = field(default=None, metadata={
         "help": "Supervised fine-tuning on chat data (replaces data.mixture)."})
     reward: Optional[RewardConfig] = field(default=None, metadata={
-        "help": "Bradley-Terry reward model on preference pairs (replaces data.mixture)."})
+        "help": "Bradley–Terry reward model on preference pairs (replaces data.mixture)."})
+    dpo: Optional[DPOConfig] = field(default=None, metadata={
+        "help": "Offline DPO on preference pairs against a frozen reference (replaces data.mixture)."})
+    online_dpo: Optional[OnlineDPOConfig] = field(default=None, metadata={
+        "help": "Online DPO: pairs sampled from the policy, scored by a reward model (replaces data.mixture)."})
 
     @classmethod
     def from_dict(cls, data, prefix: str = ""):
@@ -66,25 +77,30 @@ class TrainConfig(Section):
                               f"{self.model.vocab_size}")
         if self.distill is not None:
             check_compatible(self.model, self.distill.teacher_shape())
-        modes = {"data.mixture": self.data.mixture, "sft": self.sft, "reward": self.reward}
+        modes = {"data.mixture": self.data.mixture, **{name: getattr(self, name) for name in POST_TRAINING}}
         chosen = [name for name, value in modes.items() if value is not None]
         if len(chosen) != 1:
-            raise ConfigError(f"set exactly one of {list(modes)} (pre-training, fine-tuning, reward model); "
-                              f"got {chosen or 'none'}")
-        for name in ("sft", "reward"):
-            section = getattr(self, name)
-            if section is not None and section.seq_length != self.data.seq_length:
-                raise ConfigError(f"{name}.seq_length ({section.seq_length}) != data.seq_length "
+            raise ConfigError(f"set exactly one of {list(modes)} (pre-training or one post-training stage); "
+                              f"set: {chosen or 'none'}")
+        mode = chosen[0]
+        if mode in POST_TRAINING:
+            if getattr(self, mode).seq_length != self.data.seq_length:
+                raise ConfigError(f"{mode}.seq_length ({getattr(self, mode).seq_length}) != data.seq_length "
                                   f"({self.data.seq_length})")
-        if self.reward is not None and self.distill is not None:
-            raise ConfigError("a reward model is not trained by distillation: unset distill or reward")
+            if self.distill is not None:
+                raise ConfigError(f"distill is a pre-training mode; unset it for {mode}")
+        if mode in PAIR_MODES:
+            check_pair_batch(mode, self.data.global_batch_size, self.data.micro_batch_size)
+        if mode == "online_dpo" and self.parallel.virtual_pipeline_model_parallel_size not in (None, 1):
+            raise ConfigError("online_dpo generates with one model chunk per rank: "
+                              "parallel.virtual_pipeline_model_parallel_size must be unset")
 
     @property
     def model_kernels(self) -> KernelsConfig:
         """The kernels the trained model is built with: the fused LM head returns hidden states,
-        which the plain LM and distillation steps consume; SFT computes its loss from logits,
-        and the reward model replaces the output layer with its own head."""
-        if self.sft is not None or self.reward is not None:
+        which the plain LM and distillation steps consume; the post-training steps compute their
+        losses from logits, and the reward model replaces the output layer with its own head."""
+        if any(getattr(self, name) is not None for name in POST_TRAINING):
             return self.kernels.replace(lm_head_loss="unfused")
         return self.kernels
 
@@ -127,19 +143,20 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     for assignment in overrides:
         apply_override(data, assignment)
     _resolve_relative_paths(data, path.parent)
-    for name in ("sft", "reward"):  # post-training dataset prefixes are paths too
-        section = data.get(name)
-        for key in ("data_prefixes", "valid_prefixes"):
-            if isinstance(section, dict) and isinstance(section.get(key), list):
-                section[key] = [str((path.parent / p).resolve()) if isinstance(p, str) and not Path(p).is_absolute()
-                                else p for p in section[key]]
+    for section in (data.get(name) for name in POST_TRAINING):
+        if isinstance(section, dict):  # post-training dataset prefixes and prompt files are paths too
+            for key in ("data_prefixes", "valid_prefixes", "prompts"):
+                if isinstance(section.get(key), list):
+                    section[key] = [str((path.parent / p).resolve())
+                                    if isinstance(p, str) and not Path(p).is_absolute() else p for p in section[key]]
     return TrainConfig.from_dict(data)
 
 
 def _resolve_relative_paths(data: dict, base: Path) -> None:
     """Paths in a config file are relative to the file, so configs work from any cwd."""
     for section, key in (("data", "mixture"), ("data", "tokenizer"), ("data", "data_root"), ("run", "output_dir"), ("checkpoint", "load"),
-                         ("distill", "teacher")):
+                         ("distill", "teacher"), ("dpo", "reference"), ("online_dpo", "reference"),
+                         ("online_dpo", "reward_model")):
         value = (data.get(section) or {}).get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith("$"):
             data[section][key] = str((base / value).resolve())

@@ -72,3 +72,14 @@ def vocab_parallel_kl_div(student_logits: torch.Tensor, teacher_logits: torch.Te
     kl = cross + vocab_parallel_logsumexp(s)
     mask = loss_mask.float()
     return temperature ** 2 * (kl * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def vocab_parallel_sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor,
+                                     loss_mask: torch.Tensor) -> torch.Tensor:
+    """Per row, Σ_t loss_mask[t] · log p(labels[t]) from logits [b, s, V/tp]: shape [b], fp32.
+
+    The vocabulary is never gathered: log p(y) = logit[y] − logsumexp over the whole
+    vocabulary, both reduced across TP ranks (DPO compares these sums between the
+    policy and its reference, pair by pair)."""
+    logp = vocab_parallel_target_logit(logits, labels) - vocab_parallel_logsumexp(logits)
+    return (logp * loss_mask.float()).sum(dim=-1)

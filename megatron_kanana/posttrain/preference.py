@@ -14,13 +14,22 @@ file P_pref.json: sample 2i is pair i's chosen, sample 2i + 1 its rejected.
     ds = PreferenceDataset("out/pref", seq_length=2048)
     chosen, rejected = ds[0]        # each {tokens, labels, loss_mask, position_ids, length}
     batch = collate_pairs([ds[0], ds[1]])   # [2b, s] rows: chosen 0, rejected 0, chosen 1, rejected 1
+
+Every pair-trained mode (reward model, DPO, online DPO) counts data.micro_batch_size and
+data.global_batch_size in *rows* (sequences), two per pair: a global batch of 64 is 32
+pairs. Both must be even, so a pair's chosen and rejected always share a micro-batch
+(their scores meet in one loss), and the schedules' micro-batch size, token counts and
+throughput figures mean what they mean in every other mode.
 """
 from __future__ import annotations
 
 import json
+import math
+from typing import Optional
 
 import torch
 
+from megatron_kanana.config.section import ConfigError
 from megatron_kanana.posttrain.chat_template import Message
 from megatron_kanana.posttrain.conversations import _Bad, parse_messages
 from megatron_kanana.posttrain.sft_dataset import SFTDataset, SFTDatasetError
@@ -31,15 +40,17 @@ PROBLEMS = ("malformed_json", "not_a_pair", "unknown_role", "empty_content", "ba
 FIELDS = ("prompt", "chosen", "rejected")
 
 
-def _prompt(value) -> list[Message]:
+def parse_prompt(value, malformed: str = "not_a_pair") -> list[Message]:
+    """A prompt field (a string, or messages ending with a user turn) as Messages; `malformed`
+    is the problem a value of the wrong type counts as."""
     if isinstance(value, str):
         if not value.strip():
             raise _Bad("empty_content", "prompt is an empty string")
         return [Message("user", value)]
     if not isinstance(value, list) or not value:
-        raise _Bad("not_a_pair", f"prompt must be a string or a non-empty list of messages, "
-                                 f"got {type(value).__name__}")
-    messages = parse_messages(value, "prompt", "not_a_pair")
+        raise _Bad(malformed, f"prompt must be a string or a non-empty list of messages, "
+                              f"got {type(value).__name__}")
+    messages = parse_messages(value, "prompt", malformed)
     if messages[-1].role != "user":
         raise _Bad("bad_prompt", f"prompt must end with a user turn, ends with {messages[-1].role!r}")
     return messages
@@ -72,7 +83,7 @@ def parse_pair(line: str) -> tuple[list[Message], list[Message], list[Message]]:
     missing = [f for f in FIELDS if f not in record]
     if missing:
         raise _Bad("not_a_pair", f"missing field(s) {missing}")
-    prompt = _prompt(record["prompt"])
+    prompt = parse_prompt(record["prompt"])
     chosen, rejected = _response(record["chosen"], "chosen"), _response(record["rejected"], "rejected")
     if chosen == rejected:
         raise _Bad("chosen_equals_rejected", "chosen and rejected are the same response")
@@ -111,4 +122,49 @@ def collate_pairs(pairs: list[tuple[dict, dict]]) -> dict[str, torch.Tensor]:
     batch = {k: torch.stack([r[k] for r in rows]) for k in ("tokens", "labels", "loss_mask", "position_ids")}
     batch["tokens"], batch["labels"] = batch["tokens"].long(), batch["labels"].long()
     batch["lengths"] = torch.tensor([int(r["length"]) for r in rows], dtype=torch.int64)
+    for key in ("pair_weight",):  # online DPO: 0 for a prompt whose sampled extremes tie
+        if key in rows[0]:
+            batch[key] = torch.stack([torch.as_tensor(r[key], dtype=torch.float32) for r in rows])
     return batch
+
+
+def check_pair_batch(mode: str, global_batch_size: int, micro_batch_size: int) -> None:
+    """Rows come in (chosen, rejected) pairs that must share a micro-batch."""
+    if micro_batch_size % 2 or global_batch_size % 2:
+        raise ConfigError(f"{mode}: data.micro_batch_size ({micro_batch_size}) and data.global_batch_size "
+                          f"({global_batch_size}) count rows, two per preference pair; both must be even")
+
+
+def open_pair_datasets(mode: str, prefixes: list[str], seq_length: int, tokenizer_fingerprint: Optional[str] = None):
+    """The pairs of `prefixes`, one after another; each checked to be built with the tokenizer
+    whose fingerprint is given (when one is)."""
+    from megatron_kanana.posttrain.sft import ConcatDataset
+
+    datasets = [PreferenceDataset(prefix, seq_length) for prefix in prefixes]
+    for ds in datasets:
+        stored = ds.meta.get("tokenizer_fingerprint")
+        if tokenizer_fingerprint is not None and stored != tokenizer_fingerprint:
+            raise ConfigError(f"{mode}: {ds.prefix} was tokenized with {ds.meta.get('tokenizer')} (fingerprint "
+                              f"{str(stored)[:12]}), not with data.tokenizer (fingerprint {tokenizer_fingerprint[:12]})")
+    return ConcatDataset(datasets)
+
+
+def pair_steps(train_steps: Optional[int], epochs: float, num_pairs: int, global_batch_size: int) -> int:
+    """Training steps: `train_steps`, or enough for `epochs` passes over `num_pairs` pairs."""
+    if train_steps is not None:
+        return train_steps
+    return max(1, math.ceil(epochs * num_pairs / (global_batch_size // 2)))
+
+
+def pair_micro_batches(pairs, first_pair: int, num_rows: int, micro_batch_size: int) -> list[dict]:
+    """`num_rows` rows from pair `first_pair` on, as micro-batches of `micro_batch_size` rows."""
+    per_micro = micro_batch_size // 2
+    return [collate_pairs([pairs[i] for i in range(start, start + per_micro)])
+            for start in range(first_pair, first_pair + num_rows // 2, per_micro)]
+
+
+def step_pair_micro_batches(pairs, step: int, data, dp_rank: int, dp_size: int) -> list[dict]:
+    """This rank's micro-batches for optimizer step `step` (training.data.micro_batches, for pairs)."""
+    per_rank = data.global_batch_size // dp_size
+    first = (step * data.global_batch_size + dp_rank * per_rank) // 2
+    return pair_micro_batches(pairs, first, per_rank, data.micro_batch_size)

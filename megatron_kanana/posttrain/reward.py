@@ -7,8 +7,8 @@
       epochs: 1
     checkpoint: {load: runs/sft, load_optimizer: false}   # initialise from an SFT (or any LM) checkpoint
 
-data.micro_batch_size and data.global_batch_size count *pairs*: a micro-batch of b pairs is
-2b rows (preference.collate_pairs), so both sides of a pair are always scored together. The
+data.micro_batch_size and data.global_batch_size count *rows*, two per pair, as in every
+pair-trained mode (posttrain/preference.py), so both sides of a pair are always scored together. The
 model is the policy's architecture with a scalar head (mcore/reward_head.py); its checkpoint
 meta says "model_kind": "reward" and records the tokenizer's fingerprint, which
 `check_reward_checkpoint` compares with the policy's before scoring with it.
@@ -16,13 +16,12 @@ meta says "model_kind": "reward" and records the tokenizer's fingerprint, which
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import field
 from pathlib import Path
 from typing import Optional
 
 from megatron_kanana.config.section import ConfigError, Section
-from megatron_kanana.posttrain.sft import ConcatDataset, EpochShuffled
+from megatron_kanana.posttrain.sft import EpochShuffled
 
 MODEL_KIND = "reward"
 
@@ -47,25 +46,11 @@ class RewardConfig(Section):
             raise ConfigError(f"train_steps must be >= 1, got {self.train_steps}")
 
 
-def open_pairs(cfg: RewardConfig, prefixes: list[str], tokenizer_fingerprint: Optional[str] = None) -> ConcatDataset:
-    """The preference datasets at `prefixes`, checked to be built with the trainer's tokenizer."""
-    from megatron_kanana.posttrain.preference import PreferenceDataset
-
-    datasets = []
-    for prefix in prefixes:
-        ds = PreferenceDataset(prefix, cfg.seq_length)
-        built = ds.meta.get("tokenizer_fingerprint")
-        if tokenizer_fingerprint is not None and built != tokenizer_fingerprint:
-            raise ConfigError(f"reward: {prefix} was tokenized with {ds.meta['tokenizer']} (fingerprint "
-                              f"{str(built)[:12]}), not with data.tokenizer (fingerprint {tokenizer_fingerprint[:12]})")
-        datasets.append(ds)
-    return ConcatDataset(datasets)
-
-
 def reward_steps(cfg: RewardConfig, global_batch_size: int) -> int:
-    if cfg.train_steps is not None:
-        return cfg.train_steps
-    return max(1, math.ceil(cfg.epochs * len(open_pairs(cfg, cfg.data_prefixes)) / global_batch_size))
+    from megatron_kanana.posttrain.preference import open_pair_datasets, pair_steps
+
+    pairs = 0 if cfg.train_steps is not None else len(open_pair_datasets("reward", cfg.data_prefixes, cfg.seq_length))
+    return pair_steps(cfg.train_steps, cfg.epochs, pairs, global_batch_size)
 
 
 def reward_plan(cfg: RewardConfig, schedule, global_batch_size: int):
@@ -78,9 +63,13 @@ def reward_plan(cfg: RewardConfig, schedule, global_batch_size: int):
 
 
 def build_reward_datasets(cfg: RewardConfig, seed: int, num_train_pairs: int, tokenizer_fingerprint: str) -> tuple:
-    """(train, {"pref": valid}) in the shape of the trainer's per-stage datasets; items are pairs."""
-    train = EpochShuffled(open_pairs(cfg, cfg.data_prefixes, tokenizer_fingerprint), num_train_pairs, seed)
-    valid = {"pref": open_pairs(cfg, cfg.valid_prefixes, tokenizer_fingerprint)} if cfg.valid_prefixes else {}
+    """(train, {"reward": valid}) in the shape of the trainer's per-stage datasets; items are pairs."""
+    from megatron_kanana.posttrain.preference import open_pair_datasets
+
+    train = EpochShuffled(open_pair_datasets("reward", cfg.data_prefixes, cfg.seq_length, tokenizer_fingerprint),
+                          num_train_pairs, seed)
+    valid = ({"reward": open_pair_datasets("reward", cfg.valid_prefixes, cfg.seq_length, tokenizer_fingerprint)}
+             if cfg.valid_prefixes else {})
     return train, valid
 
 

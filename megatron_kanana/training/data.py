@@ -63,16 +63,14 @@ class DataConfig(Section):
         return max(1, math.ceil(tokens / (self.global_batch_size * self.seq_length)))
 
 
-def micro_batches(dataset, step: int, cfg: DataConfig, dp_rank: int, dp_size: int, collate_fn=None) -> list[dict]:
-    """This rank's micro-batches for optimizer step `step` of a stage (`collate_fn`: `collate`
-    by default; the reward model's samples are pairs, collated by preference.collate_pairs)."""
-    collate_fn = collate_fn or collate
+def micro_batches(dataset, step: int, cfg: DataConfig, dp_rank: int, dp_size: int) -> list[dict]:
+    """This rank's micro-batches for optimizer step `step` of a stage."""
     per_rank = cfg.global_batch_size // dp_size
     first = step * cfg.global_batch_size + dp_rank * per_rank
     out = []
     for start in range(first, first + per_rank, cfg.micro_batch_size):
         samples = [dataset[i] for i in range(start, start + cfg.micro_batch_size)]
-        out.append(collate_fn(samples))
+        out.append(collate(samples))
     return out
 
 

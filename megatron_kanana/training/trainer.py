@@ -17,10 +17,9 @@ from typing import Optional
 
 import torch
 
-from megatron_kanana.config.root import TrainConfig
+from megatron_kanana.config.root import PAIR_MODES, TrainConfig
 from megatron_kanana.log import get_logger
 from megatron_kanana.mcore import distill as mcore_distill, model as mcore_model, runtime, step as mcore_step
-from megatron_kanana.mcore import checkpoint as mcore_ckpt, reward_head as mcore_reward_head
 from megatron_kanana.mcore.datasets import build_gpt_datasets
 from megatron_kanana.training.checkpointer import Checkpointer
 from megatron_kanana.training.data import collate, micro_batches
@@ -31,11 +30,9 @@ from megatron_kanana.training.fused_lm_step import select_forward_step
 from megatron_kanana.training.metrics import MetricsLogger
 from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
 from megatron_kanana.training.stages import StagePlan, plan_stages
-from megatron_kanana.posttrain.sft import build_sft_datasets, sft_plan
+from megatron_kanana.posttrain import wiring as posttrain
+from megatron_kanana.posttrain.preference import pair_micro_batches, step_pair_micro_batches
 from megatron_kanana.posttrain.sft_step import make_sft_forward_step
-from megatron_kanana.posttrain import reward as reward_mode, reward_step
-from megatron_kanana.posttrain.preference import collate_pairs
-from megatron_kanana.posttrain.reward_step import make_reward_forward_step
 
 log = get_logger(__name__)
 
@@ -55,18 +52,15 @@ class Trainer:
         self.run_dir = Path(cfg.run.output_dir)
         self.tokenizer = load_tokenizer(cfg.data.tokenizer)
         cfg.check(self.tokenizer.vocab_size)
-        self.plan: StagePlan = (sft_plan(cfg.sft, cfg.schedule, cfg.data.global_batch_size) if cfg.sft
-                                else reward_mode.reward_plan(cfg.reward, cfg.schedule, cfg.data.global_batch_size)
-                                if cfg.reward else plan_stages(cfg.data, cfg.schedule))
+        self.mode = posttrain.mode(cfg)  # "pretrain", or the post-training section that is set
+        self.plan: StagePlan = posttrain.stage_plan(cfg) or plan_stages(cfg.data, cfg.schedule)
         self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
         cfg.data.accumulation_steps(self.rt.layout.data)  # the global batch must split over DP ranks
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, self.rt.device, bf16=cfg.optim.bf16)
         student = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
                                           kernels=cfg.model_kernels)
-        if cfg.reward is not None:  # before DDP and the optimizer, which must see the head
-            for chunk in student:
-                mcore_reward_head.install_reward_head(chunk)
+        posttrain.prepare_model(cfg, student)
         self.chunks = mcore_step.wrap_ddp(student, use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
         peak_lr = cfg.schedule.lr
         self.optimizer = mcore_step.build_optimizer(self.chunks, mcore_step.OptimizerSettings(
@@ -76,20 +70,16 @@ class Trainer:
         self.forward_step = (make_sft_forward_step(cfg.optim.z_loss_coef) if cfg.sft
                              else select_forward_step(cfg.model_kernels, cfg.optim.z_loss_coef))
         self.loss_key, self.extra_keys = "lm loss", ("z loss",)
-        # what a batch row is: one sample (LM, SFT) or one side of a pair (reward model)
-        self.collate, self.rows_per_sample = collate, 1
-        self.valid_loss_key, self.valid_keys = "lm loss", ()  # validation reports the LM loss, also when distilling
-        if cfg.reward is not None:
-            self._use_reward_model()
         self.schedule_chunks = self.chunks  # what megatron's schedules run: the student, or student + teacher
+        self.valid_keys = {"lm loss": "lm loss"}  # validation: reported name -> loss-dict key
+        self.online = None  # online DPO's per-step batch source
         if cfg.distill is not None:
             self._add_teacher()
+        posttrain.configure(self)
         layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
                       "vpp": self.rt.layout.virtual_pipeline}
         self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
-                                         on_gpu=self.rt.device == "cuda", load_state=(
-                                             mcore_reward_head.load_into_reward_model if cfg.reward else
-                                             mcore_ckpt.load_training_state))
+                                         on_gpu=self.rt.device == "cuda", load_state=posttrain.load_state(cfg))
         self.nan_guard = NanGuard(cfg.run.max_consecutive_nan_steps)
         self._nan_fault_steps = _injected_nan_steps()
         self.step = self.plan.first_step(self.plan.start_index)  # global step: steps finished so far
@@ -119,13 +109,6 @@ class Trainer:
                  f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight}, "
                  f"LM head {kernels.lm_head_loss})")
 
-    def _use_reward_model(self) -> None:
-        """Reward model: pairs as 2 rows each, the Bradley-Terry step, pairwise accuracy in validation."""
-        self.forward_step = make_reward_forward_step()
-        self.loss_key, self.extra_keys = reward_step.LOSS_KEY, reward_step.EXTRA_KEYS
-        self.collate, self.rows_per_sample = collate_pairs, 2
-        self.valid_loss_key, self.valid_keys = reward_step.LOSS_KEY, ("accuracy",)
-
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
         directory, own = self.checkpointer.find_resume_point()
@@ -145,7 +128,7 @@ class Trainer:
         return {"train_state": {"step": self.step, "consumed_tokens": self.consumed_tokens,
                                 "nan_guard": self.nan_guard.state_dict()},
                 "config": self.cfg.to_dict(), "model": self.cfg.model.to_dict(),
-                "model_kind": reward_mode.MODEL_KIND if self.cfg.reward else "lm",
+                "model_kind": posttrain.model_kind(self.cfg),
                 "tokenizer": str(self.cfg.data.tokenizer), "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
     def save(self) -> None:
@@ -153,13 +136,8 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
     def _stage_datasets(self, index: int):
-        if index not in self._datasets and self.cfg.sft is not None:
-            samples = self.plan.stages[index].steps * self.cfg.data.global_batch_size
-            self._datasets = {index: build_sft_datasets(self.cfg.sft, self.cfg.run.seed, samples)}
-        if index not in self._datasets and self.cfg.reward is not None:
-            pairs = self.plan.stages[index].steps * self.cfg.data.global_batch_size
-            self._datasets = {index: reward_mode.build_reward_datasets(self.cfg.reward, self.cfg.run.seed, pairs,
-                                                                       self.tokenizer.fingerprint)}
+        if index not in self._datasets and self.mode != "pretrain":
+            self._datasets = {index: posttrain.datasets(self.cfg, self.plan, index, self.tokenizer.fingerprint)}
         if index not in self._datasets:
             stage, data = self.plan.stages[index], self.cfg.data
             cache = self.run_dir / "data_cache"
@@ -203,25 +181,31 @@ class Trainer:
         data = self.cfg.data
         lr = self.plan.lr(self.step)
         mcore_step.set_learning_rate(self.optimizer, lr)
-        train, _ = self._stage_datasets(stage_index)
-        batches = micro_batches(train, stage_step, data, runtime.data_rank(), self.rt.layout.data, self.collate)
+        batches, extra = self._step_batches(stage_index, stage_step)
         start = time.perf_counter()
         result = mcore_step.train_step(self.schedule_chunks, self.optimizer, self.forward_step, batches,
-                                       data.micro_batch_size * self.rows_per_sample, data.seq_length,
-                                       loss_key=self.loss_key,
+                                       data.micro_batch_size, data.seq_length, loss_key=self.loss_key,
                                        extra_keys=self.extra_keys, should_step=self._loss_is_good)
         if self.rt.device == "cuda":
             torch.cuda.synchronize()  # the step's kernels are queued; time them in this step
         seconds = time.perf_counter() - start
         skipped = not result.update_successful
-        tokens = data.global_batch_size * self.rows_per_sample * data.seq_length
+        tokens = data.global_batch_size * data.seq_length
         self.step += 1
         self.consumed_tokens += tokens
         self.metrics.log_step(self.step, loss=result.loss, lr=lr, tokens=tokens, seconds=seconds,
                               consumed_tokens=self.consumed_tokens, z_loss=result.extra.get("z loss"),
                               grad_norm=result.grad_norm, skipped=skipped,
-                              extra={k: v for k, v in result.extra.items() if k != "z loss"})
+                              extra={**{k: v for k, v in result.extra.items() if k != "z loss"}, **extra})
         self.checkpointer.poll()
+
+    def _step_batches(self, stage_index: int, stage_step: int) -> tuple[list[dict], dict]:
+        """This rank's micro-batches for the step, and extra metrics (online DPO's sampling)."""
+        if self.online is not None:
+            return self.online.step_batches(self.step, self.chunks, self.plan.end_step)
+        train, _ = self._stage_datasets(stage_index)
+        select = step_pair_micro_batches if self.mode in PAIR_MODES else micro_batches
+        return select(train, stage_step, self.cfg.data, runtime.data_rank(), self.rt.layout.data), {}
 
     def _loss_is_good(self, loss: float) -> bool:
         if self.step + 1 in self._nan_fault_steps:
@@ -257,24 +241,33 @@ class Trainer:
             chunk.eval()
         for category, dataset in valid.items():
             dp, rank = self.rt.layout.data, runtime.data_rank()
-            per_rank = max(1, len(dataset) // dp) // data.micro_batch_size * data.micro_batch_size
-            if per_rank == 0:
+            batches = self._validation_batches(dataset, dp, rank)
+            if not batches:
                 continue
-            samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
-            batches = [self.collate(samples[i:i + data.micro_batch_size])
-                       for i in range(0, per_rank, data.micro_batch_size)]
             with torch.no_grad():
-                dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches,
-                                                data.micro_batch_size * self.rows_per_sample, data.seq_length,
-                                                forward_only=True)
-            losses[category] = mcore_step.average_losses(dicts, self.valid_loss_key)
-            for key in self.valid_keys:  # e.g. the reward model's pairwise accuracy: "pref accuracy"
-                losses[f"{category} {key}"] = mcore_step.average_losses(dicts, key)
+                dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches, data.micro_batch_size,
+                                                data.seq_length, forward_only=True)
+            for name, key in self.valid_keys.items():
+                label = category if name == "lm loss" else name  # post-training holds one held-out set
+                losses[label] = mcore_step.average_losses(dicts, key)
         for chunk in self.chunks:
             chunk.train()
         return losses
 
+    def _validation_batches(self, dataset, dp: int, rank: int) -> list[dict]:
+        """This data-parallel rank's equal share of a validation set, in whole micro-batches
+        (pair modes: rows of whole pairs, like their training batches)."""
+        mbs = self.cfg.data.micro_batch_size
+        if self.mode in PAIR_MODES:
+            per_rank = max(1, 2 * len(dataset) // dp) // mbs * mbs
+            return pair_micro_batches(dataset, rank * per_rank // 2, per_rank, mbs) if per_rank else []
+        per_rank = max(1, len(dataset) // dp) // mbs * mbs
+        samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
+        return [collate(samples[i:i + mbs]) for i in range(0, per_rank, mbs)]
+
     def close(self) -> None:
+        if self.online is not None:
+            self.online.close()
         self.checkpointer.finalize()
         self.metrics.close()
         runtime.shutdown()

@@ -26,6 +26,7 @@ def test_reward_model_trains_and_scores_alike_at_every_layout(tmp_path):
         preprocess_pairs([str(tmp_path / f"{name}.jsonl")], tok, str(tmp_path / f"pref_{name}"), seq_length=64)
     run = tmp_path / "rm"
     config = write_config(tmp_path, run, parallel={"tensor_model_parallel_size": 2},
+                          data={"micro_batch_size": 4, "global_batch_size": 8},  # rows: 2 and 4 pairs
                           checkpoint={"load": str(base), "load_optimizer": False},
                           reward={"data_prefixes": [str(tmp_path / "pref_train")],
                                   "valid_prefixes": [str(tmp_path / "pref_valid")],
@@ -36,7 +37,7 @@ def test_reward_model_trains_and_scores_alike_at_every_layout(tmp_path):
     assert len(losses) == STEPS and losses[0] == pytest.approx(0.6931, abs=1e-3)  # zero-init head: log 2
     assert sum(losses[-3:]) / 3 < 0.5, losses
     valid = [r for r in records if r.get("kind") == "validation"][-1]["losses"]
-    assert valid["pref accuracy"] >= 0.85, valid
+    assert valid["pairwise accuracy"] >= 0.85, valid
 
     torchrun("tests/distributed/reward_worker.py", 2,
              ["--checkpoint", str(run), "--pairs", str(tmp_path / "pref_valid"), "--seq-length",
@@ -48,5 +49,5 @@ def test_reward_model_trains_and_scores_alike_at_every_layout(tmp_path):
         for layout in ("tp2", "pp2"):
             assert got[layout]["rewards"] == pytest.approx(reference, abs=1e-4), layout
         # the reloaded checkpoint reproduces the trainer's own last validation
-        assert got["tp1"]["loss"] == pytest.approx(valid["pref"], abs=1e-4)
-        assert got["tp1"]["accuracy"] == pytest.approx(valid["pref accuracy"], abs=1e-6)
+        assert got["tp1"]["loss"] == pytest.approx(valid["reward loss"], abs=1e-4)
+        assert got["tp1"]["accuracy"] == pytest.approx(valid["pairwise accuracy"], abs=1e-6)

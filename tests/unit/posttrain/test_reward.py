@@ -47,7 +47,7 @@ def test_reward_is_read_at_the_last_real_token():
 
 def base_config(**sections) -> dict:
     config = {"run": {"output_dir": "/tmp/x"}, "model": "tiny",
-              "data": {"tokenizer": "t.json", "seq_length": 64}}
+              "data": {"tokenizer": "t.json", "seq_length": 64, "micro_batch_size": 2, "global_batch_size": 8}}
     config.update(sections)
     return config
 
@@ -56,9 +56,12 @@ def test_reward_section_and_exactly_one_mode():
     cfg = TrainConfig.from_dict(base_config(reward={"data_prefixes": ["p"], "seq_length": 64}))
     cfg.check()
     assert cfg.model_kernels.lm_head_loss == "unfused"
-    with pytest.raises(ConfigError, match=r"exactly one of .*got \['sft', 'reward'\]"):
+    with pytest.raises(ConfigError, match=r"exactly one of .*set: \['sft', 'reward'\]"):
         TrainConfig.from_dict(base_config(reward={"data_prefixes": ["p"], "seq_length": 64},
                                           sft={"data_prefixes": ["p"], "seq_length": 64})).check()
+    with pytest.raises(ConfigError, match="count rows, two per preference pair"):
+        TrainConfig.from_dict(base_config(reward={"data_prefixes": ["p"], "seq_length": 64},
+                                          data={"tokenizer": "t.json", "seq_length": 64, "micro_batch_size": 1})).check()
     with pytest.raises(ConfigError, match="reward.seq_length"):
         TrainConfig.from_dict(base_config(reward={"data_prefixes": ["p"], "seq_length": 32})).check()
     for bad, key in (({"data_prefixes": []}, "data_prefixes"), ({"data_prefixes": ["p"], "epochs": 0}, "epochs"),
