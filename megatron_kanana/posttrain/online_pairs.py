@@ -46,7 +46,7 @@ class PairStats:
     def to_metrics(self) -> dict[str, float]:
         kept = self.prompts - self.ties
         return {"sample reward": self.reward_sum / max(self.responses, 1),
-                "best-worst gap": self.gap_sum / max(kept, 1),
+                "best worst gap": self.gap_sum / max(kept, 1),
                 "tied prompts": float(self.ties),
                 "response length": self.response_tokens / max(self.responses, 1),
                 "finished fraction": self.finished / max(self.responses, 1)}

@@ -10,6 +10,9 @@ sampler is a second copy of the policy on duplicated process groups
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from megatron_kanana.checkpointing.layout import resolve
 from megatron_kanana.log import get_logger
 from megatron_kanana.mcore import reward_head, runtime
 from megatron_kanana.models.shape import ModelShape
@@ -31,13 +34,14 @@ def build_online_batches(trainer) -> OnlineBatches:
                            min_response_tokens=section.max_new_tokens, strict=section.strict)
     for line in prompts.report.lines():
         log.info(f"online_dpo prompts: {line}")
-    meta = check_reward_checkpoint(section.reward_model, tokenizer.fingerprint)
+    directory = resolve(Path(section.reward_model))
+    meta = check_reward_checkpoint(directory, tokenizer.fingerprint)
     shape = ModelShape.from_dict(meta["model"], prefix="online_dpo.reward_model")
     if shape.vocab_size != cfg.model.vocab_size:
         raise ValueError(f"online_dpo.reward_model has vocab_size {shape.vocab_size}, the policy "
                          f"{cfg.model.vocab_size}")
     check_layout(cfg.parallel, shape, rt.world_size, rt.device)
-    scorer_chunks = reward_head.build_reward_model(shape, cfg.parallel, rt.device, section.reward_model,
+    scorer_chunks = reward_head.build_reward_model(shape, cfg.parallel, rt.device, directory,
                                                    seq_length=cfg.data.seq_length, bf16=cfg.optim.bf16)
 
     def score(tokens, lengths, micro_batch_size):
@@ -45,7 +49,7 @@ def build_online_batches(trainer) -> OnlineBatches:
 
     sampler = AsyncSampler(cfg.model, cfg.parallel, rt.device, seq_length=cfg.data.seq_length, bf16=cfg.optim.bf16)
     log.info(f"online DPO: {len(prompts)} prompts, {section.num_samples} samples each, reward model "
-             f"{section.reward_model}, max_staleness {section.max_staleness}")
+             f"{directory}, max_staleness {section.max_staleness}")
     return OnlineBatches(section, prompts.ids, sampler, score, global_batch_size=cfg.data.global_batch_size,
                          micro_batch_size=cfg.data.micro_batch_size, seed=cfg.run.seed,
                          dp_rank=runtime.data_rank(), dp_size=rt.layout.data, pad=tokenizer.pad,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import kanana, torchrun
-from tests.distributed.training_setup import make_inputs, write_config
+from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
 
@@ -28,19 +28,6 @@ def test_vocab_parallel_dpo_matches_single_process(tmp_path):
         assert got["grad_scale"] > 0 and got["grad_error"] <= 1e-5 * got["grad_scale"]
 
 
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """A tiny pre-trained checkpoint and preference datasets (train, held-out) at seq_length 64."""
-    root = tmp_path_factory.mktemp("dpo")
-    make_inputs(root)
-    kanana("train", str(write_config(root, root / "base")), "--nproc", "1", "data.stage_steps={stage1: 2, stage2: 2}")
-    for name, num, seed in (("train", 64, 0), ("valid", 16, 1)):
-        kanana("pref-synthetic", "--num", str(num), "--seed", str(seed), "--output", str(root / f"{name}.jsonl"))
-        kanana("pref-preprocess", "--input", str(root / f"{name}.jsonl"), "--tokenizer", str(root / "tokenizer.json"),
-               "--output-prefix", str(root / f"pref_{name}"), "--seq-length", "64")
-    return root
-
-
 def dpo_run(root: Path, name: str, *overrides: str, steps: int = 8) -> Path:
     run = root / name
     config = write_config(root, run, parallel={"tensor_model_parallel_size": 2},
@@ -54,8 +41,8 @@ def dpo_run(root: Path, name: str, *overrides: str, steps: int = 8) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tp2_run(prepared) -> Path:
-    return dpo_run(prepared, "dpo_tp2")
+def tp2_run(preference_root) -> Path:
+    return dpo_run(preference_root, "dpo_tp2")
 
 
 def test_dpo_lowers_the_loss_and_wins_held_out_pairs(tp2_run):
@@ -76,10 +63,10 @@ def test_dpo_lowers_the_loss_and_wins_held_out_pairs(tp2_run):
     assert saved["train_state"]["step"] == 8
 
 
-def test_pipeline_parallel_matches_tensor_parallel(prepared, tp2_run):
+def test_pipeline_parallel_matches_tensor_parallel(preference_root, tp2_run):
     """PP=2 sends policy and reference activations in one p2p tensor; from the same
     checkpoint its first steps equal TP=2's (fp32 reduction order aside)."""
-    pp = dpo_run(prepared, "dpo_pp2", "run.exit_after_steps=2", "parallel.tensor_model_parallel_size=1",
+    pp = dpo_run(preference_root, "dpo_pp2", "run.exit_after_steps=2", "parallel.tensor_model_parallel_size=1",
                  "parallel.pipeline_model_parallel_size=2")
     tp = records(tp2_run, "train")[:2]
     for a, b in zip(tp, records(pp, "train"), strict=True):

@@ -61,7 +61,7 @@ def test_best_against_worst_and_ties_carry_no_weight():
     assert chosen["labels"][:3].tolist() == [11, 21, EOT] and rejected["labels"][:2].tolist() == [11, 22]
     assert float(chosen["pair_weight"]) == 1.0 and float(tie_c["pair_weight"]) == 0.0  # identical responses
     metrics = stats.to_metrics()
-    assert metrics["tied prompts"] == 1 and metrics["best-worst gap"] == pytest.approx(3.0)
+    assert metrics["tied prompts"] == 1 and metrics["best worst gap"] == pytest.approx(3.0)
     assert metrics["finished fraction"] == pytest.approx(5 / 6)
     assert metrics["sample reward"] == pytest.approx(5.5 / 6)
     with pytest.raises(ValueError, match="do not match"):

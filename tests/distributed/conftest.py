@@ -1,0 +1,46 @@
+"""Session fixtures shared by the post-training tests (reward model, DPO, online DPO): one
+tiny pre-trained checkpoint, synthetic preference data, and one trained reward model, so
+each is built once per test session rather than once per file."""
+from pathlib import Path
+
+import pytest
+
+from tests.distributed.launch import kanana
+from tests.distributed.training_setup import make_inputs, write_config
+
+SEQ = 64
+
+
+@pytest.fixture(scope="session")
+def preference_root(tmp_path_factory) -> Path:
+    """root/base: a tiny model pre-trained 6 steps; root/pref_{train,valid}: preference datasets
+    (128 and 32 synthetic pairs, the too-long ones dropped) at seq_length 64."""
+    from megatron_kanana.posttrain import preference_synthetic
+    from megatron_kanana.posttrain.preference_preprocess import preprocess_pairs
+
+    root = tmp_path_factory.mktemp("posttrain")
+    make_inputs(root)
+    kanana("train", str(write_config(root, root / "base")), "--nproc", "1", "data.stage_steps={stage1: 4, stage2: 2}")
+    for name, num, seed in (("train", 128, 0), ("valid", 32, 1)):  # in-process: the CLIs have unit tests
+        preference_synthetic.write_jsonl(str(root / f"{name}.jsonl"), num, seed)
+        preprocess_pairs([str(root / f"{name}.jsonl")], str(root / "tokenizer.json"), str(root / f"pref_{name}"),
+                         seq_length=SEQ)
+    return root
+
+
+REWARD_STEPS = 12
+
+
+@pytest.fixture(scope="session")
+def reward_run(preference_root) -> Path:
+    """A reward model trained from root/base at TP=2 for 12 steps of 4 pairs."""
+    root = preference_root
+    run = root / "rm"
+    config = write_config(root, run, parallel={"tensor_model_parallel_size": 2},
+                          data={"mixture": None, "micro_batch_size": 4, "global_batch_size": 8},  # rows: 2, 4 pairs
+                          checkpoint={"load": str(root / "base"), "load_optimizer": False},
+                          reward={"data_prefixes": [str(root / "pref_train")],
+                                  "valid_prefixes": [str(root / "pref_valid")],
+                                  "seq_length": SEQ, "train_steps": REWARD_STEPS})
+    kanana("train", str(config), "--nproc", "2")
+    return run
