@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),
     "prune": ("megatron_kanana.surgery.prune", "Width/depth pruning by importance scores (heads per KV group, tied embeddings)"),
     "prune-score": ("megatron_kanana.surgery.score", "Activation importance of channels, heads, neurons, layers for pruning"),
+    "pref-eval": ("megatron_kanana.posttrain.pref_eval",
+                  "Preference accuracy of a policy against a reference on held-out pairs (DPO's metric)"),
     "pref-preprocess": ("megatron_kanana.posttrain.preference_preprocess",
                         "Render preference JSONL into (chosen, rejected) pairs with SFT loss masks"),
     "pref-synthetic": ("megatron_kanana.posttrain.preference_synthetic",

@@ -92,6 +92,15 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def check_model_kind(meta: dict[str, Any], directory: Path, allowed: tuple[str, ...], use: str) -> None:
+    """The checkpoint holds a model of an `allowed` kind ("lm" — also every checkpoint written
+    before kinds were recorded — or "reward"): a reward model's trunk loads into an LM's
+    modules without complaint, so the kind is checked, not inferred."""
+    kind = meta.get("model_kind", "lm")
+    if kind not in allowed:
+        raise CheckpointError(f"{directory} holds a {kind} model; {use} needs {' or '.join(allowed)}")
+
+
 def completed_steps(root: Path) -> list[int]:
     steps = []
     for child in Path(root).iterdir() if Path(root).exists() else []:

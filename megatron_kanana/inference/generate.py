@@ -45,6 +45,7 @@ def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 3
 
     directory = layout.resolve(Path(checkpoint))
     meta = layout.read_meta(directory)
+    layout.check_model_kind(meta, directory, ("lm",), "kanana generate")
     shape = ModelShape.from_dict(meta["model"], prefix="checkpoint model")
     context = shape.max_position_embeddings
     if not 0 <= max_new_tokens < context:

@@ -52,6 +52,11 @@ def model_kind(cfg) -> str:
     return reward.MODEL_KIND if cfg.reward is not None else "lm"
 
 
+def loadable_kinds(cfg) -> tuple[str, ...]:
+    """What a run may start from: a reward model starts from an LM (or resumes itself)."""
+    return ("lm", reward.MODEL_KIND) if cfg.reward is not None else ("lm",)
+
+
 def configure(trainer) -> None:
     """Set the trainer's forward step and loss keys for its mode, and add the models it needs."""
     cfg = trainer.cfg
@@ -72,7 +77,7 @@ def configure(trainer) -> None:
 
 def _add_reference(trainer, section) -> None:
     """DPO: a frozen reference beside the policy, stage by stage (mcore/distill.py's pairing)."""
-    from megatron_kanana.checkpointing.layout import read_meta
+    from megatron_kanana.checkpointing.layout import check_model_kind, read_meta
     from megatron_kanana.models.shape import ModelShape
     from megatron_kanana.parallel.config import check_layout
     from megatron_kanana.posttrain.dpo_loss import LOSS_KEY, STAT_KEYS
@@ -83,6 +88,7 @@ def _add_reference(trainer, section) -> None:
     name = "dpo" if cfg.dpo is not None else "online_dpo"
     directory = dpo.reference_directory(name, section.reference, cfg.checkpoint.load)
     meta = read_meta(directory)
+    check_model_kind(meta, directory, ("lm",), f"{name}.reference")
     dpo.check_reference_tokenizer(meta, directory, cfg.data.tokenizer)
     shape = ModelShape.from_dict(meta["model"], prefix=f"{name}.reference") if "model" in meta else cfg.model
     check_compatible(cfg.model, shape)

@@ -69,6 +69,7 @@ def open_input(path: Path, fmt: str) -> Opened:
 
     directory = layout.resolve(path)
     meta = layout.read_meta(directory)
+    layout.check_model_kind(meta, directory, ("lm",), "the Llama-format converter")
     if "model" not in meta.get("contents", ["model"]) or not isinstance(meta.get("model"), dict):
         raise layout.CheckpointError(f"{directory}/{layout.META} has no model shape")
     shape = ModelShape.from_dict(meta["model"])

@@ -35,8 +35,9 @@ os.environ.setdefault("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
 
 class Checkpointer:
     def __init__(self, cfg: CheckpointConfig, run_dir: Path, rank: int, layout_key: dict, on_gpu: bool,
-                 load_state=mcore_ckpt.load_training_state):
+                 load_state=mcore_ckpt.load_training_state, loadable_kinds: tuple[str, ...] = ("lm",)):
         self.cfg = cfg
+        self.loadable_kinds = loadable_kinds  # model kinds this run may start from (checkpoint meta "model_kind")
         # (chunks, optimizer or None, directory): the reward model's loader also takes LM checkpoints
         self.load_state = load_state
         self.root = Path(run_dir) / "checkpoints"
@@ -110,6 +111,7 @@ class Checkpointer:
 
     def load(self, chunks, optimizer, directory: Path, own_run: bool, model: dict[str, Any]) -> dict[str, Any]:
         meta = layout.read_meta(directory)
+        layout.check_model_kind(meta, directory, self.loadable_kinds, "this run")
         saved = meta.get("model")
         if saved is not None:
             diff = sorted(k for k in set(saved) | set(model) if saved.get(k) != model.get(k))

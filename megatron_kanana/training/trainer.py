@@ -79,7 +79,8 @@ class Trainer:
         layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
                       "vpp": self.rt.layout.virtual_pipeline}
         self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
-                                         on_gpu=self.rt.device == "cuda", load_state=posttrain.load_state(cfg))
+                                         on_gpu=self.rt.device == "cuda", load_state=posttrain.load_state(cfg),
+                                         loadable_kinds=posttrain.loadable_kinds(cfg))
         self.nan_guard = NanGuard(cfg.run.max_consecutive_nan_steps)
         self._nan_fault_steps = _injected_nan_steps()
         self.step = self.plan.first_step(self.plan.start_index)  # global step: steps finished so far

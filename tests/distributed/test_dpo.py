@@ -61,6 +61,13 @@ def test_dpo_lowers_the_loss_and_wins_held_out_pairs(tp2_run):
     saved = json.loads(((run / "checkpoints") / (run / "checkpoints" / "latest").read_text().strip() / "kanana.json")
                        .read_text())
     assert saved["train_state"]["step"] == 8
+    # `kanana pref-eval` on the saved policy against the base reproduces the last validation
+    # (accuracy, and the margin before β) from checkpoints alone, at TP=1 in one process
+    root = run.parent
+    got = json.loads(kanana("pref-eval", "--policy", str(run), "--reference", str(root / "base"), "--pairs",
+                            str(root / "pref_valid"), "--json").stdout.strip().splitlines()[-1])
+    assert got["preference_accuracy"] == pytest.approx(valid[-1]["preference accuracy"], abs=1e-6)
+    assert 0.1 * got["mean_margin"] == pytest.approx(valid[-1]["reward margin"], rel=1e-4)
 
 
 def test_pipeline_parallel_matches_tensor_parallel(preference_root, tp2_run):
