@@ -17,7 +17,8 @@ from megatron_kanana.parallel.config import check_layout
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-SCRIPTS = sorted(p for p in EXAMPLES.glob("*.sh") if p.name != "slurm_common.sh")
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.sh") if p.name not in ("slurm_common.sh", "posttrain.sh"))
+POSTTRAIN = EXAMPLES / "posttrain.sh"  # one script, STAGE=sft|reward|dpo|online_dpo picks the config
 CONFIGS = sorted((EXAMPLES / "pretrain").glob("*.yaml"))
 MIXTURES = sorted((EXAMPLES / "mixtures").glob("*.yaml")) + sorted((EXAMPLES / "demo").glob("mixture*.yaml"))
 
@@ -59,7 +60,24 @@ def test_script_resolves_and_fits_its_allocation(script: Path):
     assert cfg.optim.z_loss_coef == 5e-6 and cfg.optim.independent_weight_decay == 1e-4
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("size, overrides", [("nano", []), ("essence", [
+    "model={preset: kanana-essence-9.8b}", "parallel.tensor_model_parallel_size=4"])])
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo", "online_dpo"])
+def test_posttrain_stage_configs_fit_one_node(stage: str, size: str, overrides: list):
+    """Each post-training stage's config, at the shape and layout examples/posttrain.sh gives
+    it (SIZE=nano as written; SIZE=essence with its overrides), checks and fits 8 GPUs."""
+    text = POSTTRAIN.read_text()
+    assert 'kanana_launch "examples/posttrain/$STAGE.yaml"' in text and f"{stage})" in text
+    for override in overrides:
+        assert override in text, override
+    cfg = load_config(EXAMPLES / "posttrain" / f"{stage}.yaml", overrides)
+    cfg.check(tokenizer_vocab_size=128256)
+    assert getattr(cfg, stage) is not None and cfg.optim.bf16 is True
+    layout = check_layout(cfg.parallel, cfg.model, world_size(POSTTRAIN), "cuda")
+    cfg.data.accumulation_steps(layout.data)
+
+
+@pytest.mark.parametrize("script", SCRIPTS + [POSTTRAIN], ids=lambda p: p.name)
 def test_script_saves_on_preemption_and_parses(script: Path):
     text = script.read_text()
     assert re.search(r"^#SBATCH\s+--signal=USR1@\d+", text, flags=re.M), "no USR1 warning before the end"
