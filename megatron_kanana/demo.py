@@ -9,7 +9,12 @@
    processes at tensor-parallel size 2 — stopping half-way through stage 1 as a
    preempted job would, then resuming from the checkpoint;
 4. greedy generations in Korean and English (the TP=2 checkpoint resharded to
-   one process), loss plots, and `summary.json` with the measured figures.
+   one process), loss plots;
+5-7. post-training on synthetic bilingual arithmetic data: SFT, a Bradley–Terry
+   reward model, offline DPO, online DPO with asynchronous sampling
+   (posttrain/demo_stages.py), each policy's held-out preference accuracy against
+   the SFT model, and a Hugging Face export of the final policy;
+and `summary.json` with the measured figures.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from megatron_kanana.cli import main as kanana
 from megatron_kanana.data.demo_corpus import demo_corpus_files
+from megatron_kanana.posttrain.demo_stages import kanana, run_posttraining
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo"
 MARKER = ".kanana-demo"
@@ -125,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {prompt} ⟶ {text!r}")
     kanana(["plot", str(out / "run")])
     summary = stage_summary(out, plan)
+    summary["posttraining"] = run_posttraining(out, lambda config: _train(config, nproc=args.nproc), _step)
     summary.update(resumed_at_step=stop_at, training_wall_s=round(train_seconds, 1),
                    wall_s=round(time.perf_counter() - start, 1), model=config["model"], parallel=config["parallel"],
                    generations=dict(zip(PROMPTS, completions)))
@@ -133,6 +139,20 @@ def run(args: argparse.Namespace) -> int:
     for name, s in summary["stages"].items():
         print(f"  {name}: loss {s['first_logged_loss']:.3f} (step {s['first_logged_step']}) -> "
               f"{s['last_logged_loss']:.3f} (step {s['last_logged_step']})")
+    post = summary["posttraining"]
+    print(f"  SFT loss {post['sft_loss'][0]:.3f} -> {post['sft_loss'][1]:.3f}; reward model held-out pairwise "
+          f"accuracy {post['reward_model']['pairwise accuracy']:.3f}")
+    for name, result in post["preference_vs_sft"].items():
+        print(f"  {name}: held-out preference accuracy vs the SFT model {result['preference_accuracy']:.3f} "
+              f"(mean log-ratio margin {result['mean_margin']:.2f}, {result['pairs']} pairs)")
+    hedged = post["hedged_answers"]
+    print(f"  sampled answers that hedge (the noisy SFT habit): SFT {hedged['sft']:.0%} -> DPO {hedged['dpo']:.0%} "
+          f"-> online DPO {hedged['online_dpo']:.0%}")
+    vs_ref = post["online_dpo"]["vs_reference"]
+    print(f"  online DPO vs its fixed reference (the offline-DPO model), held out: preference accuracy "
+          f"{vs_ref['preference accuracy']:.3f}, reward margin {vs_ref['reward margin']:.3f} (both 0 at the start)")
+    print(f"  online DPO: mean sampled reward {post['online_dpo']['sample_reward'][0]:.3f} (first log) -> "
+          f"{post['online_dpo']['sample_reward'][1]:.3f} (last); HF export in {post['hf_export']}")
     print(f"  median tokens/s {summary['median_tokens_per_s']:.0f}, wall time {summary['wall_s']:.0f} s")
     print(f"  wrote {out / 'summary.json'} and plots in {out / 'run' / 'plots'}")
     return 0

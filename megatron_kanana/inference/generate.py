@@ -31,11 +31,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = all")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
     parser.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the checkpoint")
+    parser.add_argument("--chat", action="store_true",
+                        help="each prompt is a user turn of the chat template; stop at the end of turn")
     parser.add_argument("--json", action="store_true", help="print one JSON object per prompt")
 
 
 def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 32,
-             tokenizer_path: str | None = None, sampling: "SamplingSettings | None" = None) -> list[str]:
+             tokenizer_path: str | None = None, sampling: "SamplingSettings | None" = None,
+             chat: bool = False) -> list[str]:
+    """Completions of `prompts`; with `chat`, each prompt is a user turn rendered by the chat
+    template (llama3 when the tokenizer has its specials, else plain) up to the assistant's
+    header, and generation stops at the template's end of turn."""
     from megatron_kanana.data.tokenizer import load_tokenizer
     from megatron_kanana.mcore import checkpoint as mcore_ckpt, model as mcore_model, runtime
     from megatron_kanana.mcore.generate import generate as generate_tokens
@@ -51,8 +57,18 @@ def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 3
     if not 0 <= max_new_tokens < context:
         raise ValueError(f"--max-new-tokens must be in [0, {context}) for this model (its context is {context})")
     tokenizer = load_tokenizer(tokenizer_path or meta["tokenizer"])
+    stop = tokenizer.eod
+    if chat:
+        from megatron_kanana.posttrain.chat_template import Message, get_template
+        from megatron_kanana.posttrain.prompts import stop_token
+
+        template = get_template("auto", tokenizer)
+        stop = stop_token(template, tokenizer)
+        encoded = [template.render([Message("user", p)], tokenizer, add_generation_prompt=True)[0] for p in prompts]
+    else:
+        encoded = [tokenizer.encode(prompt) for prompt in prompts]
     # keep each prompt's end: the continuation depends most on it, and prompt + output must fit the context
-    encoded = [tokenizer.encode(prompt)[-(context - max_new_tokens):] for prompt in prompts]
+    encoded = [ids[-(context - max_new_tokens):] for ids in encoded]
     if not all(encoded):
         raise ValueError("a prompt encodes to no tokens")
     parallel = ParallelConfig()
@@ -61,8 +77,8 @@ def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 3
         chunks = mcore_model.build_model(shape, mcore_model.transformer_config(shape, parallel, rt.device))
         mcore_ckpt.load_model(chunks, directory)
         out = generate_tokens(chunks, encoded, max_new_tokens, sampling or SamplingSettings(),
-                              stop_token=tokenizer.eod)
-        return [tokenizer.decode([t for t in ids if t != tokenizer.eod]) for ids in out.tokens]
+                              stop_token=stop)
+        return [tokenizer.decode([t for t in ids if t not in (stop, tokenizer.eod)]) for ids in out.tokens]
     finally:
         runtime.shutdown()
 
@@ -73,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
                                     seed=args.seed)
-        outputs = generate(args.checkpoint, args.prompt, args.max_new_tokens, args.tokenizer, sampling)
+        outputs = generate(args.checkpoint, args.prompt, args.max_new_tokens, args.tokenizer, sampling, args.chat)
     except (layout.CheckpointError, ValueError) as e:
         print(f"kanana generate: {e}")
         return 2

@@ -14,21 +14,18 @@ import json
 import os
 import random
 
-from megatron_kanana.posttrain.synthetic import SYSTEM, phrase, problem
-
-_HEDGE = {"ko": "잘 모르겠지만 {}", "en": "I am not sure, but {}"}
+from megatron_kanana.posttrain.synthetic import SYSTEM, hedged_wrong_answer, phrase, problem
 
 
 def pair(rng: random.Random) -> dict:
     language = rng.choice(("ko", "en"))
     op, a, b, result = problem(rng)
-    wrong = result + rng.choice((-1, 1)) * rng.randint(1, 5)
     question, right = phrase(language, op, a, b, result)
-    _, bad = phrase(language, op, a, b, wrong)
+    rejected = hedged_wrong_answer(rng, language, op, a, b, result)
     prompt = question
     if rng.random() < 0.3:
         prompt = [{"role": "system", "content": SYSTEM[language]}, {"role": "user", "content": question}]
-    return {"prompt": prompt, "chosen": right, "rejected": _HEDGE[language].format(bad)}
+    return {"prompt": prompt, "chosen": right, "rejected": rejected}
 
 
 def pairs(num: int, seed: int = 0) -> list[dict]:
