@@ -188,10 +188,3 @@ def duplicate_model_groups() -> ProcessGroupCollection:
             if me in ranks:
                 fields[name] = created
     return ProcessGroupCollection(**fields)
-
-
-def reset_model_parallel() -> None:
-    """Drop megatron's groups but keep torch.distributed, so one process can
-    build models at several layouts in turn (tests, tools); `initialize` again after."""
-    if parallel_state.model_parallel_is_initialized():
-        parallel_state.destroy_model_parallel()

@@ -72,11 +72,9 @@ def dpo_steps(cfg: DPOConfig, global_batch_size: int) -> int:
 
 def dpo_plan(cfg: DPOConfig, schedule, global_batch_size: int):
     """A one-stage StagePlan named "dpo" (the trainer's loop, LR schedule and resume work unchanged)."""
-    from megatron_kanana.training.stages import Stage, StagePlan
+    from megatron_kanana.training.stages import one_stage_plan
 
-    steps = dpo_steps(cfg, global_batch_size)
-    stage = Stage(name="dpo", steps=steps, blend=[(p, 1.0) for p in cfg.data_prefixes], categories={})
-    return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
+    return one_stage_plan("dpo", dpo_steps(cfg, global_batch_size), cfg.data_prefixes, schedule)
 
 
 def reference_directory(mode: str, reference: Optional[str], load: Optional[str]) -> Path:

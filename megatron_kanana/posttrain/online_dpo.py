@@ -86,7 +86,6 @@ class OnlineDPOConfig(Section):
 
     def online_plan(self, schedule):
         """A one-stage StagePlan named "online_dpo" (the trainer's loop, LR and resume unchanged)."""
-        from megatron_kanana.training.stages import Stage, StagePlan
+        from megatron_kanana.training.stages import one_stage_plan
 
-        stage = Stage(name="online_dpo", steps=self.train_steps, blend=[], categories={})
-        return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=self.train_steps)], mode="restart")
+        return one_stage_plan("online_dpo", self.train_steps, [], schedule)

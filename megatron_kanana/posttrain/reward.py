@@ -55,11 +55,9 @@ def reward_steps(cfg: RewardConfig, global_batch_size: int) -> int:
 
 def reward_plan(cfg: RewardConfig, schedule, global_batch_size: int):
     """A one-stage StagePlan named "reward" (the trainer's loop, LR schedule and resume work unchanged)."""
-    from megatron_kanana.training.stages import Stage, StagePlan
+    from megatron_kanana.training.stages import one_stage_plan
 
-    steps = reward_steps(cfg, global_batch_size)
-    stage = Stage(name="reward", steps=steps, blend=[(p, 1.0) for p in cfg.data_prefixes], categories={})
-    return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
+    return one_stage_plan("reward", reward_steps(cfg, global_batch_size), cfg.data_prefixes, schedule)
 
 
 def build_reward_datasets(cfg: RewardConfig, seed: int, num_train_pairs: int, tokenizer_fingerprint: str) -> tuple:

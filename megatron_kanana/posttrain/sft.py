@@ -114,11 +114,9 @@ def sft_steps(cfg: SFTConfig, global_batch_size: int) -> int:
 
 def sft_plan(cfg: SFTConfig, schedule, global_batch_size: int):
     """A one-stage StagePlan named "sft" (the trainer's loop, LR schedule and resume work unchanged)."""
-    from megatron_kanana.training.stages import Stage, StagePlan
+    from megatron_kanana.training.stages import one_stage_plan
 
-    steps = sft_steps(cfg, global_batch_size)
-    stage = Stage(name="sft", steps=steps, blend=[(p, 1.0) for p in cfg.data_prefixes], categories={})
-    return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
+    return one_stage_plan("sft", sft_steps(cfg, global_batch_size), cfg.data_prefixes, schedule)
 
 
 def build_sft_datasets(cfg: SFTConfig, seed: int, num_train_samples: int) -> tuple:

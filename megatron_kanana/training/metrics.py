@@ -273,6 +273,13 @@ def format_train_line(r: Mapping[str, Any]) -> str:
     if r.get("kl_loss") is not None:  # distillation: the loss is the KL mix; show both parts
         parts += [f"loss: {_fmt(r['loss'], '.6E')}", f"kl loss: {r['kl_loss']:.6E}",
                   f"lm loss: {_fmt(r.get('lm_loss'), '.6E')}"]
+    elif r.get("dpo_loss") is not None:  # (online) DPO: the loss, and how the pairs are ranked
+        parts += [f"loss: {_fmt(r['loss'], '.6E')}", f"reward margin: {r['reward_margin']:.4f}",
+                  f"preference accuracy: {r['preference_accuracy']:.3f}"]
+        if r.get("staleness") is not None:
+            parts += [f"staleness: {r['staleness']:.1f}", f"sample reward: {r['sample_reward']:.4f}"]
+    elif r.get("accuracy") is not None:  # reward model
+        parts += [f"reward loss: {_fmt(r['loss'], '.6E')}", f"accuracy: {r['accuracy']:.3f}"]
     else:
         parts.append(f"lm loss: {_fmt(r['loss'], '.6E')}")
     if r.get("z_loss") is not None:

@@ -61,6 +61,12 @@ class StagePlan:
         return learning_rate(cfg, local)
 
 
+def one_stage_plan(name: str, steps: int, prefixes: list[str], schedule: ScheduleConfig) -> StagePlan:
+    """A post-training run as one stage: the trainer's loop, LR schedule and resume work unchanged."""
+    stage = Stage(name=name, steps=steps, blend=[(p, 1.0) for p in prefixes], categories={})
+    return StagePlan(stages=[stage], schedules=[schedule.replace(train_steps=steps)], mode="restart")
+
+
 def plan_stages(data: DataConfig, schedule: ScheduleConfig) -> StagePlan:
     from megatron_kanana.data.mixture import load_mixture, source_datasets, stage_blends
 
