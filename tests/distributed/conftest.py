@@ -1,6 +1,6 @@
-"""Session fixtures shared by the post-training tests (reward model, DPO, online DPO): one
-tiny pre-trained checkpoint, synthetic preference data, and one trained reward model, so
-each is built once per test session rather than once per file."""
+"""Session fixtures shared across test files, so each is trained once per session: a tiny
+teacher (distillation, pruning lineage); for the post-training tests (SFT, reward model, DPO,
+online DPO) one tiny pre-trained checkpoint, synthetic preference data and one reward model."""
 from pathlib import Path
 
 import pytest
@@ -9,6 +9,17 @@ from tests.distributed.launch import kanana
 from tests.distributed.training_setup import make_inputs, write_config
 
 SEQ = 64
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> tuple[Path, Path]:
+    """(root with the tiny inputs, teacher run): `tiny` trained 48 steps at TP=2."""
+    root = tmp_path_factory.mktemp("teacher")
+    make_inputs(root)
+    run = root / "teacher"
+    kanana("train", str(write_config(root, run, parallel={"tensor_model_parallel_size": 2})), "--nproc", "2",
+           "data.stage_steps={stage1: 40, stage2: 8}")
+    return root, run
 
 
 @pytest.fixture(scope="session")

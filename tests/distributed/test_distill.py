@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import kanana, torchrun
-from tests.distributed.training_setup import make_inputs, write_config
+from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
 STUDENT = "model={preset: tiny, num_layers: 2, ffn_hidden_size: 96}"
@@ -34,13 +34,8 @@ def test_vocab_parallel_kl_matches_single_process(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    root = tmp_path_factory.mktemp("distill")
-    make_inputs(root)
-    run = root / "teacher"
-    kanana("train", str(write_config(root, run, parallel={"tensor_model_parallel_size": 2})), "--nproc", "2",
-           "data.stage_steps={stage1: 40, stage2: 8}")
-    return root, run
+def teacher(tiny_teacher):
+    return tiny_teacher
 
 
 def distill(root: Path, name: str, teacher: Path, *overrides: str, nproc: int = 2) -> Path:
@@ -70,23 +65,21 @@ def test_distillation_lowers_the_students_validation_loss(teacher):
     assert saved["model"]["num_layers"] == 2  # the student's checkpoint, not the teacher's
 
 
-def test_pipeline_parallel_and_unfused_head_match_tensor_parallel(teacher):
-    """PP=2 passes student and teacher activations in one p2p tensor; from the same
-    initial weights its losses equal TP=2's (fp32 reduction order aside). Both run the
-    fused LM head (KL and CE from hidden states in vocab chunks, the default); the
-    unfused head (both logits tensors materialised) gives the same losses too."""
+def test_pipeline_parallel_with_fused_head_matches_tensor_parallel_unfused(teacher):
+    """PP=2 passes student and teacher activations in one p2p tensor and runs the fused LM
+    head (KL and CE from both models' hidden states in vocab chunks, the default); TP=2 runs
+    the unfused head (both logits tensors materialised). From the same initial weights their
+    losses agree (fp32 reduction order aside)."""
     root, teacher_run = teacher
     init = root / "init"
     kanana("upscale-depth", "--input", str(teacher_run), "--output", str(init), "--layers", "0-1")
     common = ("model={preset: tiny, num_layers: 2}", f"checkpoint.load={init}", "checkpoint.load_optimizer=false",
               "checkpoint.reset_progress=true", "run.exit_after_steps=2",
               "distill.temperature=2.0", "distill.lm_loss_weight=0.5")
-    tp = distill(root, "tp2", teacher_run, *common)
-    pp = distill(root, "pp2", teacher_run, *common, "parallel.tensor_model_parallel_size=1",
+    tp = distill(root, "tp2_unfused", teacher_run, *common, "kernels.lm_head_loss=unfused")
+    pp = distill(root, "pp2_fused", teacher_run, *common, "parallel.tensor_model_parallel_size=1",
                  "parallel.pipeline_model_parallel_size=2")
-    unfused = distill(root, "tp2_unfused", teacher_run, *common, "kernels.lm_head_loss=unfused")
-    for other in (pp, unfused):
-        for a, b in zip(records(tp, "train"), records(other, "train"), strict=True):
-            for key in ("loss", "kl_loss", "lm_loss"):
-                assert b[key] == pytest.approx(a[key], rel=1e-4), (other.name, a["iteration"], key)
+    for a, b in zip(records(tp, "train"), records(pp, "train"), strict=True):
+        for key in ("loss", "kl_loss", "lm_loss"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["iteration"], key)
     assert len(records(tp, "train")) == 2

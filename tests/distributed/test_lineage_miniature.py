@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.distributed.launch import kanana
-from tests.distributed.training_setup import make_inputs, write_config
+from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
 STUDENT = "model={preset: tiny, hidden_size: 48, ffn_hidden_size: 96, num_attention_heads: 2}"
@@ -20,11 +20,9 @@ def validation(run) -> list[float]:
     return [sum(r["losses"].values()) / len(r["losses"]) for r in records if r.get("kind") == "validation"]
 
 
-def test_prune_then_distill(tmp_path):
-    make_inputs(tmp_path)
-    teacher = tmp_path / "teacher"
-    teacher_cfg = write_config(tmp_path, teacher, parallel={"tensor_model_parallel_size": 2})
-    kanana("train", str(teacher_cfg), "--nproc", "2", "data.stage_steps={stage1: 24, stage2: 6}")
+def test_prune_then_distill(tiny_teacher, tmp_path):
+    root, teacher = tiny_teacher  # the session's tiny teacher (conftest.py), trained at TP=2
+    teacher_cfg = write_config(root, teacher, parallel={"tensor_model_parallel_size": 2})
     scores = tmp_path / "scores.safetensors"
     kanana("prune-score", str(teacher_cfg), "--nproc", "2", "--batches", "2", "--output", str(scores),
            f"checkpoint.load={teacher}/checkpoints")
@@ -35,7 +33,7 @@ def test_prune_then_distill(tmp_path):
     assert (meta["model"]["hidden_size"], meta["model"]["num_attention_heads"]) == (48, 2)
 
     student = tmp_path / "student"
-    config = write_config(tmp_path, student, parallel={"tensor_model_parallel_size": 2},
+    config = write_config(root, student, parallel={"tensor_model_parallel_size": 2},
                           checkpoint={"load": str(pruned)}, data={"eval_interval": 1})
     kanana("train", str(config), "--nproc", "2", STUDENT, f"distill={{teacher: {teacher}}}",
            "data.stage_steps={stage1: 8, stage2: 2}")

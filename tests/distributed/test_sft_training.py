@@ -5,23 +5,21 @@ import json
 import pytest
 
 from tests.distributed.launch import kanana
-from tests.distributed.training_setup import make_inputs, write_config
+from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
 
 
 
-def test_sft_from_a_pretrained_checkpoint(tmp_path):
-    make_inputs(tmp_path)
-    base = tmp_path / "base"
-    kanana("train", str(write_config(tmp_path, base)), "--nproc", "1", "data.stage_steps={stage1: 4, stage2: 2}")
-    tok = str(tmp_path / "tokenizer.json")
+def test_sft_from_a_pretrained_checkpoint(preference_root, tmp_path):
+    base = preference_root / "base"  # the session's tiny pre-trained checkpoint (conftest.py)
+    tok = str(preference_root / "tokenizer.json")
     for name, num, seed in (("train", 200, 0), ("valid", 20, 1)):
         kanana("sft-synthetic", "--num", str(num), "--seed", str(seed), "--output", str(tmp_path / f"{name}.jsonl"))
         kanana("sft-preprocess", "--input", str(tmp_path / f"{name}.jsonl"), "--tokenizer", tok,
                "--output-prefix", str(tmp_path / f"sft_{name}"), "--seq-length", "64", "--pack")
     run = tmp_path / "sft"
-    config = write_config(tmp_path, run, parallel={"tensor_model_parallel_size": 2},
+    config = write_config(preference_root, run, parallel={"tensor_model_parallel_size": 2},
                           checkpoint={"load": str(base), "load_optimizer": False},
                           sft={"data_prefixes": [str(tmp_path / "sft_train")],
                                "valid_prefixes": [str(tmp_path / "sft_valid")],
