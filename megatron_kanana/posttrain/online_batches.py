@@ -38,6 +38,7 @@ class OnlineBatches:
         self.micro_batch_size, self.seed, self.dp_rank = micro_batch_size, seed, dp_rank
         self.pad, self.stop_token = pad, stop_token
         self.prompts = EpochShuffled(prompts, total_steps * self.pairs_per_step, seed)
+        self._pending: int | None = None  # the step whose responses the sampler is generating
 
     def prompts_for(self, step: int) -> list[list[int]]:
         first = step * self.pairs_per_step + self.dp_rank * self.per_rank
@@ -53,12 +54,16 @@ class OnlineBatches:
     def step_batches(self, step: int, policy_chunks: list, end_step: int) -> tuple[list[dict], dict[str, float]]:
         """Micro-batches for optimizer step `step` (0-based; the policy has taken `step` updates)."""
         waited = time.perf_counter()
-        if not self.sampler.busy:  # nothing in flight: first step of this process, or synchronous mode
+        if self._pending != step:  # nothing in flight for this step: first step of this process, or synchronous
+            if self.sampler.busy:
+                self.sampler.wait(timeout=3600)  # responses for another step: not ours to train on
             self.sampler.start(policy_chunks, step, self.prompts_for(step), self.request(step))
         samples = self.sampler.wait(timeout=3600)
         waited = time.perf_counter() - waited
+        self._pending = None
         if self.cfg.max_staleness and step + 1 < end_step:
             self.sampler.start(policy_chunks, step, self.prompts_for(step + 1), self.request(step + 1))
+            self._pending = step + 1
         pairs, stats = self._pairs(samples)
         metrics = {"staleness": float(step - samples.version), "generation seconds": samples.seconds,
                    "waited for samples seconds": waited, **stats.to_metrics()}
@@ -75,8 +80,11 @@ class OnlineBatches:
         return pair_rows(samples.prompts, samples.responses, rewards, seq, self.pad, self.stop_token)
 
     def close(self) -> None:
-        if self.sampler.busy:  # a run that stops early leaves the next step's generation in flight
+        # A run that stops early (step limit, signal) leaves the next step's generation in flight;
+        # it is joined, not cancelled: generation has no stopping point between tokens here.
+        if self.sampler.busy:
             self.sampler.wait(timeout=3600)
+        self._pending = None
 
 
 def _divisor_at_most(n: int, cap: int) -> int:

@@ -82,3 +82,64 @@ def test_section_refuses_bad_values(override, message):
     with pytest.raises(ConfigError, match=message):
         _section(**override)
     assert _section().num_samples == 4
+
+
+class FakeSampler:
+    """AsyncSampler's contract without a model: records what was started and by which weights."""
+
+    def __init__(self):
+        self.started, self._job = [], None
+
+    @property
+    def busy(self):
+        return self._job is not None
+
+    def start(self, policy_chunks, version, prompts, request):
+        assert self._job is None, "started while busy"
+        self.started.append((version, [p[0] for p in prompts]))
+        responses = [[[p[0] + n, EOT] for n in range(request.num_samples)] for p in prompts]
+        self._job = Samples(prompts, responses, version, seconds=0.01)
+
+    def wait(self, timeout=None):
+        job, self._job = self._job, None
+        return job
+
+
+def _source(max_staleness, num_prompts=8):
+    from megatron_kanana.posttrain.online_batches import OnlineBatches
+
+    cfg = _section(max_staleness=max_staleness, num_samples=3)
+    prompts = [[100 + i, 11] for i in range(num_prompts)]
+    sampler = FakeSampler()
+    score = lambda tokens, lengths, mbs: tokens[:, 2].float()  # the first response token: higher is better
+    return OnlineBatches(cfg, prompts, sampler, score, global_batch_size=4, micro_batch_size=2, seed=0, dp_rank=0,
+                         dp_size=1, pad=PAD, stop_token=EOT, total_steps=4), sampler
+
+
+from megatron_kanana.posttrain.async_sampler import Samples  # noqa: E402
+
+
+def test_async_source_samples_one_step_ahead_and_sync_does_not():
+    source, sampler = _source(max_staleness=1)
+    staleness = []
+    for step in range(4):
+        batches, metrics = source.step_batches(step, policy_chunks=None, end_step=4)
+        staleness.append(metrics["staleness"])
+        assert len(batches) == 2 and batches[0]["tokens"].shape == (2, 64)  # 2 prompts → 2 pairs → 2 micro-batches
+        assert batches[0]["pair_weight"].tolist() == [1.0, 1.0]
+        first = batches[0]["tokens"][:, 0]  # the prompt's first token; the response follows the 2-token prompt
+        assert batches[0]["tokens"][:, 2].tolist() == [first[0] + 2, first[1]]  # (best, worst) by reward
+    assert staleness == [0, 1, 1, 1]
+    # step k+1's prompts were started with version k; nothing is started past the last step
+    assert [v for v, _ in sampler.started] == [0, 0, 1, 2]
+    assert [p for _, p in sampler.started] == [[x[0] for x in source.prompts_for(s)] for s in range(4)]
+    sync, sync_sampler = _source(max_staleness=0)
+    assert [sync.step_batches(s, None, 4)[1]["staleness"] for s in range(3)] == [0, 0, 0]
+    assert [v for v, _ in sync_sampler.started] == [0, 1, 2]
+
+
+def test_a_jump_in_steps_discards_responses_meant_for_another_step():
+    source, sampler = _source(max_staleness=1)
+    source.step_batches(0, None, 4)  # leaves step 1's responses in flight
+    _, metrics = source.step_batches(2, None, 4)  # e.g. resumed elsewhere: step 1's samples are not step 2's
+    assert metrics["staleness"] == 0 and sampler.started[-2] == (2, [x[0] for x in source.prompts_for(2)])
