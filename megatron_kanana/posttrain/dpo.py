@@ -42,20 +42,10 @@ class DPOConfig(Section):
     train_steps: Optional[int] = field(default=None, metadata={"help": "Steps to train; overrides epochs."})
 
     def validate(self) -> None:
-        if not self.data_prefixes:
-            raise ConfigError("data_prefixes: at least one preference dataset prefix is needed")
-        if self.seq_length < 2:
-            raise ConfigError(f"seq_length must be >= 2, got {self.seq_length}")
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.sft_loss_weight < 0:
-            raise ConfigError(f"sft_loss_weight must be >= 0, got {self.sft_loss_weight}")
-        if self.epochs <= 0:
-            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
-        if self.train_steps is not None and self.train_steps < 1:
-            raise ConfigError(f"train_steps must be >= 1, got {self.train_steps}")
+        from megatron_kanana.posttrain.sft import check_dataset_stage
+
+        check_dataset_stage(self, "preference")
+        check_objective(self)
 
     def reference_checkpoint(self, load: Optional[str]) -> Path:
         """The reference's checkpoint directory: `reference`, else `checkpoint.load` (follows `latest`)."""
@@ -75,6 +65,16 @@ def dpo_plan(cfg: DPOConfig, schedule, global_batch_size: int):
     from megatron_kanana.training.stages import one_stage_plan
 
     return one_stage_plan("dpo", dpo_steps(cfg, global_batch_size), cfg.data_prefixes, schedule)
+
+
+def check_objective(section) -> None:
+    """The DPO loss's fields (beta, label_smoothing, sft_loss_weight), offline and online."""
+    if not section.beta > 0:
+        raise ConfigError(f"beta must be > 0, got {section.beta}")
+    if not 0 <= section.label_smoothing < 0.5:
+        raise ConfigError(f"label_smoothing must be in [0, 0.5), got {section.label_smoothing}")
+    if section.sft_loss_weight < 0:
+        raise ConfigError(f"sft_loss_weight must be >= 0, got {section.sft_loss_weight}")
 
 
 def reference_directory(mode: str, reference: Optional[str], load: Optional[str]) -> Path:

@@ -21,7 +21,7 @@ import torch
 from megatron_kanana.posttrain.async_sampler import AsyncSampler, SampleRequest, Samples
 from megatron_kanana.posttrain.preference import pair_micro_batches
 from megatron_kanana.posttrain.online_dpo import OnlineDPOConfig
-from megatron_kanana.posttrain.online_pairs import pair_rows, response_sample
+from megatron_kanana.posttrain.online_pairs import pair_rows, sample_rows
 from megatron_kanana.posttrain.sft import EpochShuffled
 from megatron_kanana.mcore.sampling import SamplingSettings
 
@@ -71,13 +71,13 @@ class OnlineBatches:
         return batches, metrics
 
     def _pairs(self, samples: Samples):
-        seq = self.cfg.seq_length
-        rows = [response_sample(p, r, seq, self.pad) for p, rs in zip(samples.prompts, samples.responses) for r in rs]
-        tokens = torch.stack([r["tokens"] for r in rows])
-        lengths = torch.tensor([r["length"] for r in rows])
-        rewards = self.score(tokens, lengths, _divisor_at_most(len(rows), self.micro_batch_size))
+        rows = sample_rows(samples.prompts, samples.responses, self.cfg.seq_length, self.pad)
+        flat = [row for per_prompt in rows for row in per_prompt]
+        tokens = torch.stack([r["tokens"] for r in flat])
+        lengths = torch.tensor([r["length"] for r in flat])
+        rewards = self.score(tokens, lengths, _divisor_at_most(len(flat), self.micro_batch_size))
         rewards = rewards.view(len(samples.prompts), self.cfg.num_samples)
-        return pair_rows(samples.prompts, samples.responses, rewards, seq, self.pad, self.stop_token)
+        return pair_rows(samples.responses, rows, rewards, self.stop_token)
 
     def close(self) -> None:
         # A run that stops early (step limit, signal) leaves the next step's generation in flight;

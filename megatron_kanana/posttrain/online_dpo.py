@@ -25,6 +25,7 @@ from typing import Optional
 
 from megatron_kanana.config.section import ConfigError, Section
 from megatron_kanana.posttrain.chat_template import TEMPLATES
+from megatron_kanana.posttrain.dpo import check_objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +76,7 @@ class OnlineDPOConfig(Section):
         if self.max_staleness not in (0, 1):
             raise ConfigError(f"max_staleness must be 0 (synchronous) or 1 (one step off-policy), "
                               f"got {self.max_staleness}")
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
-        if self.sft_loss_weight < 0:
-            raise ConfigError(f"sft_loss_weight must be >= 0, got {self.sft_loss_weight}")
+        check_objective(self)
         if self.train_steps < 1:
             raise ConfigError(f"train_steps must be >= 1, got {self.train_steps}")
 

@@ -1,7 +1,8 @@
 """Online DPO's pairs: N sampled responses per prompt, scored, best against worst.
 
-    rows = pair_rows(prompt_ids, responses, rewards, seq_length, pad)   # 2 rows per prompt
-    batch = collate_pairs(rows[i:i + k])                                 # as offline DPO reads
+    rows = sample_rows(prompt_ids, responses, seq_length, pad)          # scored by the reward model
+    pairs, stats = pair_rows(responses, rows, rewards, stop_token)      # 2 rows per prompt
+    batch = collate_pairs(pairs[i:i + k])                                # as offline DPO reads
 
 For each prompt the response with the highest reward is "chosen", the one with
 the lowest "rejected" (Kanana §6, following the online-DPO recipe of sampling
@@ -52,17 +53,25 @@ class PairStats:
                 "finished fraction": self.finished / max(self.responses, 1)}
 
 
-def pair_rows(prompts: list[list[int]], responses: list[list[list[int]]], rewards: torch.Tensor, seq_length: int,
-              pad: int, stop_token: int) -> tuple[list[tuple[dict, dict]], PairStats]:
+def sample_rows(prompts: list[list[int]], responses: list[list[list[int]]], seq_length: int,
+                pad: int) -> list[list[dict]]:
+    """rows[i][n]: prompt i + its n-th response as a sample; built once, scored, then paired."""
+    return [[response_sample(prompt, r, seq_length, pad) for r in candidates]
+            for prompt, candidates in zip(prompts, responses)]
+
+
+def pair_rows(responses: list[list[list[int]]], rows: list[list[dict]], rewards: torch.Tensor,
+              stop_token: int) -> tuple[list[tuple[dict, dict]], PairStats]:
     """(chosen, rejected) samples per prompt with `pair_weight`, and statistics.
 
-    responses[i][n]: the n-th sampled response to prompt i; rewards: [prompts, N]."""
-    if rewards.shape != (len(prompts), len(responses[0]) if responses else 0):
-        raise ValueError(f"rewards {tuple(rewards.shape)} do not match {len(prompts)} prompts × "
+    responses[i][n]: the n-th sampled response to prompt i, rows[i][n] its sample
+    (`sample_rows`); rewards: [prompts, N]."""
+    if rewards.shape != (len(responses), len(responses[0]) if responses else 0):
+        raise ValueError(f"rewards {tuple(rewards.shape)} do not match {len(responses)} prompts × "
                          f"{len(responses[0]) if responses else 0} responses")
     stats = PairStats()
     pairs = []
-    for prompt, candidates, scores in zip(prompts, responses, rewards.tolist()):
+    for candidates, samples, scores in zip(responses, rows, rewards.tolist()):
         best = max(range(len(scores)), key=lambda n: scores[n])
         worst = min(range(len(scores)), key=lambda n: scores[n])
         tie = scores[best] == scores[worst] or candidates[best] == candidates[worst]
@@ -73,8 +82,6 @@ def pair_rows(prompts: list[list[int]], responses: list[list[list[int]]], reward
         stats.responses += len(candidates)
         stats.response_tokens += sum(len(c) for c in candidates)
         stats.finished += sum(1 for c in candidates if c and c[-1] == stop_token)
-        chosen, rejected = (response_sample(prompt, candidates[k], seq_length, pad) for k in (best, worst))
-        for side in (chosen, rejected):
-            side["pair_weight"] = torch.tensor(0.0 if tie else 1.0)
-        pairs.append((chosen, rejected))
+        weight = torch.tensor(0.0 if tie else 1.0)
+        pairs.append(tuple({**samples[k], "pair_weight": weight} for k in (best, worst)))
     return pairs, stats

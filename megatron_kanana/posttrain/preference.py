@@ -32,7 +32,7 @@ import torch
 from megatron_kanana.config.section import ConfigError
 from megatron_kanana.posttrain.chat_template import Message
 from megatron_kanana.posttrain.conversations import _Bad, parse_messages
-from megatron_kanana.posttrain.sft_dataset import SFTDataset, SFTDatasetError
+from megatron_kanana.posttrain.sft_dataset import SFTDataset, SFTDatasetError, check_tokenizer
 
 PROBLEMS = ("malformed_json", "not_a_pair", "unknown_role", "empty_content", "bad_prompt", "no_response",
             "bad_response", "chosen_equals_rejected", "too_long", "nothing_trained_after_truncation",
@@ -142,10 +142,7 @@ def open_pair_datasets(mode: str, prefixes: list[str], seq_length: int, tokenize
 
     datasets = [PreferenceDataset(prefix, seq_length) for prefix in prefixes]
     for ds in datasets:
-        stored = ds.meta.get("tokenizer_fingerprint")
-        if tokenizer_fingerprint is not None and stored != tokenizer_fingerprint:
-            raise ConfigError(f"{mode}: {ds.prefix} was tokenized with {ds.meta.get('tokenizer')} (fingerprint "
-                              f"{str(stored)[:12]}), not with data.tokenizer (fingerprint {tokenizer_fingerprint[:12]})")
+        check_tokenizer(mode, ds.prefix, ds.meta, tokenizer_fingerprint)
     return ConcatDataset(datasets)
 
 

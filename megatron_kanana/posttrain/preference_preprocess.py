@@ -12,10 +12,8 @@ with file:line examples, or, with --strict, is an error. The format is in prefer
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
-import numpy as np
 
 from megatron_kanana.data.jsonl_reader import expand_inputs
 from megatron_kanana.data.tokenizer import load_tokenizer
@@ -67,8 +65,7 @@ def preprocess_pairs(inputs: list[str], tokenizer_path: str, prefix: str, seq_le
     chat = get_template(template, tokenizer)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     report = SFTReport(problems=PROBLEMS, unit="pairs")
-    writer = SFTWriter(prefix, np.dtype(tokenizer.index_dtype_name()).type, kind="pref")
-    try:
+    with SFTWriter(prefix, tokenizer, kind="pref") as writer:
         for where, (prompt, chosen, rejected) in read_jsonl_records(files, report, strict, parse_pair):
             pair = fit_pair(chat.render(prompt + chosen, tokenizer), chat.render(prompt + rejected, tokenizer),
                             where, seq_length, on_overlong, report, strict)
@@ -80,13 +77,9 @@ def preprocess_pairs(inputs: list[str], tokenizer_path: str, prefix: str, seq_le
         if report.written == 0:
             raise ConversationError(f"no pair of {files} survived: " + " | ".join(report.lines()))
         meta = {"seq_length": seq_length, "packed": False, "template": chat.name, "on_overlong": on_overlong,
-                "pad": tokenizer.pad, "eod": tokenizer.eod, "tokenizer": tokenizer.path,
-                "tokenizer_fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size,
                 "inputs": files, "pairs": report.written, "tokens": writer.tokens, "report": report.to_dict()}
         writer.finish(meta)
-    except BaseException:
-        shutil.rmtree(writer.tmp, ignore_errors=True)  # nothing half-written stays behind
-        raise
+        meta = {**writer.tokenizer_meta, **meta}
     for line in report.lines():
         log.info(line)
     return report, meta

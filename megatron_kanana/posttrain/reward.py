@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from megatron_kanana.config.section import ConfigError, Section
-from megatron_kanana.posttrain.sft import EpochShuffled
+from megatron_kanana.posttrain.sft import EpochShuffled, check_dataset_stage
 
 MODEL_KIND = "reward"
 
@@ -36,14 +36,7 @@ class RewardConfig(Section):
     train_steps: Optional[int] = field(default=None, metadata={"help": "Steps to train; overrides epochs."})
 
     def validate(self) -> None:
-        if not self.data_prefixes:
-            raise ConfigError("data_prefixes: at least one preference dataset prefix is needed")
-        if self.seq_length < 2:
-            raise ConfigError(f"seq_length must be >= 2, got {self.seq_length}")
-        if self.epochs <= 0:
-            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
-        if self.train_steps is not None and self.train_steps < 1:
-            raise ConfigError(f"train_steps must be >= 1, got {self.train_steps}")
+        check_dataset_stage(self, "preference")
 
 
 def reward_steps(cfg: RewardConfig, global_batch_size: int) -> int:

@@ -24,6 +24,19 @@ from megatron_kanana.config.section import ConfigError, Section
 from megatron_kanana.posttrain.chat_template import TEMPLATES
 
 
+def check_dataset_stage(section, kind: str) -> None:
+    """The fields every dataset-driven post-training section has: data_prefixes, seq_length,
+    epochs, train_steps (SFT, reward model, DPO)."""
+    if not section.data_prefixes:
+        raise ConfigError(f"data_prefixes: at least one {kind} dataset prefix is needed")
+    if section.seq_length < 2:
+        raise ConfigError(f"seq_length must be >= 2, got {section.seq_length}")
+    if section.epochs <= 0:
+        raise ConfigError(f"epochs must be > 0, got {section.epochs}")
+    if section.train_steps is not None and section.train_steps < 1:
+        raise ConfigError(f"train_steps must be >= 1, got {section.train_steps}")
+
+
 @dataclasses.dataclass(frozen=True)
 class SFTConfig(Section):
     data_prefixes: list[str] = field(metadata={"help": "SFT dataset prefixes (from `kanana sft-preprocess`)."})
@@ -40,16 +53,9 @@ class SFTConfig(Section):
     train_steps: Optional[int] = field(default=None, metadata={"help": "Steps to train; overrides epochs."})
 
     def validate(self) -> None:
-        if not self.data_prefixes:
-            raise ConfigError("data_prefixes: at least one SFT dataset prefix is needed")
-        if self.seq_length < 2:
-            raise ConfigError(f"seq_length must be >= 2, got {self.seq_length}")
+        check_dataset_stage(self, "SFT")
         if self.template not in ("auto", *TEMPLATES):
             raise ConfigError(f"template: {self.template!r} is not one of {['auto', *TEMPLATES]}")
-        if self.epochs <= 0:
-            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
-        if self.train_steps is not None and self.train_steps < 1:
-            raise ConfigError(f"train_steps must be >= 1, got {self.train_steps}")
 
     def check_dataset(self, prefix: str, meta: dict) -> None:
         """The dataset at `prefix` was built the way this section says."""
@@ -94,13 +100,14 @@ class EpochShuffled(torch.utils.data.Dataset):
         return self.dataset[int(self._perms[epoch][i])]
 
 
-def open_datasets(cfg: SFTConfig, prefixes: list[str]) -> ConcatDataset:
-    from megatron_kanana.posttrain.sft_dataset import SFTDataset
+def open_datasets(cfg: SFTConfig, prefixes: list[str], tokenizer_fingerprint: Optional[str] = None) -> ConcatDataset:
+    from megatron_kanana.posttrain.sft_dataset import SFTDataset, check_tokenizer
 
     datasets = []
     for prefix in prefixes:
         ds = SFTDataset(prefix, cfg.seq_length)
         cfg.check_dataset(prefix, ds.meta)
+        check_tokenizer("sft", prefix, ds.meta, tokenizer_fingerprint)
         datasets.append(ds)
     return ConcatDataset(datasets)
 
@@ -119,8 +126,9 @@ def sft_plan(cfg: SFTConfig, schedule, global_batch_size: int):
     return one_stage_plan("sft", sft_steps(cfg, global_batch_size), cfg.data_prefixes, schedule)
 
 
-def build_sft_datasets(cfg: SFTConfig, seed: int, num_train_samples: int) -> tuple:
+def build_sft_datasets(cfg: SFTConfig, seed: int, num_train_samples: int,
+                       tokenizer_fingerprint: Optional[str] = None) -> tuple:
     """(train, {"sft": valid}) in the shape of the trainer's per-stage datasets."""
-    train = EpochShuffled(open_datasets(cfg, cfg.data_prefixes), num_train_samples, seed)
-    valid = {"sft": open_datasets(cfg, cfg.valid_prefixes)} if cfg.valid_prefixes else {}
+    train = EpochShuffled(open_datasets(cfg, cfg.data_prefixes, tokenizer_fingerprint), num_train_samples, seed)
+    valid = {"sft": open_datasets(cfg, cfg.valid_prefixes, tokenizer_fingerprint)} if cfg.valid_prefixes else {}
     return train, valid

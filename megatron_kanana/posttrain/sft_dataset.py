@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from megatron_kanana.config.section import ConfigError
 from megatron_kanana.mcore.indexed import IndexedDataset, IndexedDatasetBuilder
 
 FORMAT = "kanana-sft-1"
@@ -41,10 +43,20 @@ def paths(prefix: str, kind: str = "sft") -> dict[str, str]:
 
 
 class SFTWriter:
-    """Writes samples into a temporary directory; `finish` renames them into place, metadata last."""
+    """Writes samples into a temporary directory; `finish` renames them into place, metadata last
+    (with the tokenizer's path, fingerprint, eod, pad and vocabulary size, so a reader can check
+    it was built with its own tokenizer). As a context manager it removes the temporary directory
+    when the body raises: nothing half-written stays behind.
 
-    def __init__(self, prefix: str, token_dtype: type, kind: str = "sft"):
+        with SFTWriter(prefix, tokenizer) as writer:
+            writer.add_sample([(ids, mask)]); ...; writer.finish({"seq_length": ...})
+    """
+
+    def __init__(self, prefix: str, tokenizer, kind: str = "sft"):
         self.prefix, self.kind = prefix, kind
+        token_dtype = np.dtype(tokenizer.index_dtype_name()).type
+        self.tokenizer_meta = {"tokenizer": tokenizer.path, "tokenizer_fingerprint": tokenizer.fingerprint,
+                               "pad": tokenizer.pad, "eod": tokenizer.eod, "vocab_size": tokenizer.vocab_size}
         self.tmp = Path(f"{prefix}.tmp-{kind}")
         self.tmp.mkdir(parents=True, exist_ok=True)
         name = Path(prefix).name
@@ -53,6 +65,14 @@ class SFTWriter:
         self._mask = IndexedDatasetBuilder(self._tmp_prefix["mask"] + ".bin", dtype=np.uint8)
         self.samples = 0
         self.tokens = 0
+
+    def __enter__(self) -> "SFTWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
 
     def add_sample(self, conversations: list[tuple[list[int], list[int]]]) -> None:
         """One training sample made of one or more (ids, mask) conversations."""
@@ -74,9 +94,19 @@ class SFTWriter:
         for key in ("tokens", "mask"):
             os.replace(self._tmp_prefix[key] + ".idx", final[key] + ".idx")
         tmp_meta = self.tmp / "meta.json"
-        tmp_meta.write_text(json.dumps({"format": FORMATS[self.kind], **meta}, indent=1, ensure_ascii=False))
+        tmp_meta.write_text(json.dumps({"format": FORMATS[self.kind], **self.tokenizer_meta, **meta}, indent=1,
+                                       ensure_ascii=False))
         os.replace(tmp_meta, final["meta"])
         self.tmp.rmdir()
+
+
+def check_tokenizer(mode: str, prefix: str, meta: dict, fingerprint) -> None:
+    """The dataset at `prefix` was tokenized with the tokenizer whose fingerprint is given
+    (None: nothing to check against; a dataset that records none predates fingerprints)."""
+    stored = meta.get("tokenizer_fingerprint")
+    if fingerprint is not None and stored is not None and stored != fingerprint:
+        raise ConfigError(f"{mode}: {prefix} was tokenized with {meta.get('tokenizer')} (fingerprint "
+                              f"{stored[:12]}), not with data.tokenizer (fingerprint {fingerprint[:12]})")
 
 
 def read_meta(prefix: str, kind: str = "sft") -> dict:

@@ -10,10 +10,8 @@ or are errors with --strict. The dataset format is described in sft_dataset.py.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
-import numpy as np
 
 from megatron_kanana.data.jsonl_reader import expand_inputs
 from megatron_kanana.data.tokenizer import load_tokenizer
@@ -56,9 +54,8 @@ def preprocess_sft(inputs: list[str], tokenizer_path: str, prefix: str, cfg: SFT
     template = get_template(cfg.template, tokenizer)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     report = SFTReport()
-    writer = SFTWriter(prefix, np.dtype(tokenizer.index_dtype_name()).type)
     packer = FirstFitPacker(cfg.seq_length, max_open_bins) if cfg.pack else None
-    try:
+    with SFTWriter(prefix, tokenizer) as writer:
         for where, messages in read_conversations(files, report, cfg.strict):
             item = fit_length(*template.render(messages, tokenizer), where, cfg, report)
             if item is None:
@@ -71,14 +68,10 @@ def preprocess_sft(inputs: list[str], tokenizer_path: str, prefix: str, cfg: SFT
         if writer.samples == 0:
             raise ConversationError(f"no conversation of {files} survived: " + " | ".join(report.lines()))
         meta = {"seq_length": cfg.seq_length, "packed": cfg.pack, "template": template.name,
-                "on_overlong": cfg.on_overlong, "pad": tokenizer.pad, "eod": tokenizer.eod,
-                "tokenizer": tokenizer.path, "vocab_size": tokenizer.vocab_size, "inputs": files,
-                "samples": writer.samples, "conversations": report.written, "tokens": writer.tokens,
-                "report": report.to_dict()}
+                "on_overlong": cfg.on_overlong, "inputs": files, "samples": writer.samples,
+                "conversations": report.written, "tokens": writer.tokens, "report": report.to_dict()}
         writer.finish(meta)
-    except BaseException:
-        shutil.rmtree(writer.tmp, ignore_errors=True)  # nothing half-written stays behind
-        raise
+        meta = {**writer.tokenizer_meta, **meta}
     for line in report.lines():
         log.info(line)
     return report, meta

@@ -16,8 +16,8 @@ from typing import Iterator
 import torch
 
 from megatron_kanana.mcore.attention import SDPACoreAttention
-from megatron_kanana.mcore.loss import lm_loss_with_z
 from megatron_kanana.posttrain.packing import packed_attention_mask
+from megatron_kanana.training.lm_step import lm_loss_output
 
 
 def _uses_sdpa(model: torch.nn.Module) -> bool:
@@ -41,12 +41,8 @@ def make_sft_forward_step(z_loss_coef: float):
                                           "Engine ignores attention_mask under a causal mask type")
             mask = packed_attention_mask(batch["segment_ids"].to(device, non_blocking=True))
         logits = model(tokens, position_ids, mask)  # last stage: vocab-parallel logits [b, s, V/tp]
-        return logits, partial(_loss, batch["labels"].to(device), batch["loss_mask"].to(device), z_loss_coef)
+        labels, loss_mask = batch["labels"].to(device), batch["loss_mask"].to(device)
+        return logits, partial(lm_loss_output, labels, loss_mask, z_loss_coef)
 
     return forward_step
 
-
-def _loss(labels: torch.Tensor, loss_mask: torch.Tensor, z_loss_coef: float, logits: torch.Tensor):
-    total, ce, z = lm_loss_with_z(logits, labels, loss_mask, z_loss_coef)
-    # clone: megatron's schedule divides the returned loss in place by the micro-batch count
-    return total, {"lm loss": ce.detach().clone(), "z loss": z.detach().clone()}

@@ -109,7 +109,7 @@ def datasets(cfg, plan, index: int, fingerprint: str) -> Optional[tuple]:
     name, seed = mode(cfg), cfg.run.seed
     rows = plan.stages[index].steps * cfg.data.global_batch_size if name != "pretrain" else 0
     if name == "sft":
-        return build_sft_datasets(cfg.sft, seed, rows)
+        return build_sft_datasets(cfg.sft, seed, rows, fingerprint)
     if name == "reward":
         return reward.build_reward_datasets(cfg.reward, seed, rows // 2, fingerprint)
     if name == "dpo":

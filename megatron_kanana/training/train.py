@@ -73,7 +73,18 @@ def _launch(cfg: TrainConfig, args: argparse.Namespace) -> int:
 def _train(cfg: TrainConfig) -> int:
     from megatron_kanana.training.trainer import Trainer
 
-    trainer = Trainer(cfg)
+    from megatron_kanana.checkpointing.layout import CheckpointError
+    from megatron_kanana.posttrain.chat_template import TemplateError
+    from megatron_kanana.posttrain.conversations import ConversationError
+    from megatron_kanana.posttrain.sft_dataset import SFTDatasetError
+
+    try:
+        trainer = Trainer(cfg)
+    except (ConfigError, CheckpointError, SFTDatasetError, ConversationError, TemplateError) as e:
+        # what the config points at (checkpoints, datasets, prompts, tokenizers) is checked when
+        # the trainer is built; a mismatch there is the user's input, not a crash
+        print(f"kanana train: error (rank {os.environ.get('RANK', '0')}): {e}", file=sys.stderr)
+        return 2
     try:
         reason = trainer.train()
     finally:

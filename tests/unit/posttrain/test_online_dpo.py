@@ -11,7 +11,7 @@ from megatron_kanana.data.tokenizer import load_tokenizer
 from megatron_kanana.posttrain.chat_template import get_template
 from megatron_kanana.posttrain.conversations import ConversationError
 from megatron_kanana.posttrain.online_dpo import OnlineDPOConfig
-from megatron_kanana.posttrain.online_pairs import pair_rows, response_sample
+from megatron_kanana.posttrain.online_pairs import pair_rows, response_sample, sample_rows
 from megatron_kanana.posttrain.prompts import load_prompts, stop_token
 
 EOT, PAD = 6, 2
@@ -56,7 +56,8 @@ def test_best_against_worst_and_ties_carry_no_weight():
     prompts = [[10, 11], [12]]
     responses = [[[20, EOT], [21, EOT], [22]], [[23, EOT], [23, EOT], [23, EOT]]]
     rewards = torch.tensor([[0.5, 2.0, -1.0], [1.0, 3.0, 0.0]])
-    pairs, stats = pair_rows(prompts, responses, rewards, seq_length=6, pad=PAD, stop_token=EOT)
+    rows = sample_rows(prompts, responses, seq_length=6, pad=PAD)
+    pairs, stats = pair_rows(responses, rows, rewards, stop_token=EOT)
     (chosen, rejected), (tie_c, tie_r) = pairs
     assert chosen["labels"][:3].tolist() == [11, 21, EOT] and rejected["labels"][:2].tolist() == [11, 22]
     assert float(chosen["pair_weight"]) == 1.0 and float(tie_c["pair_weight"]) == 0.0  # identical responses
@@ -65,7 +66,7 @@ def test_best_against_worst_and_ties_carry_no_weight():
     assert metrics["finished fraction"] == pytest.approx(5 / 6)
     assert metrics["sample reward"] == pytest.approx(5.5 / 6)
     with pytest.raises(ValueError, match="do not match"):
-        pair_rows(prompts, responses, rewards[:, :2], seq_length=6, pad=PAD, stop_token=EOT)
+        pair_rows(responses, rows, rewards[:, :2], stop_token=EOT)
 
 
 def _section(**over):

@@ -57,3 +57,26 @@ def test_sft_section_checks_the_dataset_and_builds_training_samples(tmp_path, bp
         build_sft_datasets(SFTConfig(data_prefixes=[prefix], seq_length=96, pack=True), 0, 1)
     with pytest.raises(ConfigError, match="on_overlong"):
         SFTConfig.from_dict({"data_prefixes": [prefix], "on_overlong": "cut"})
+
+
+def test_sft_datasets_record_and_check_their_tokenizer(tmp_path, bpe_tokenizer):
+    from megatron_kanana.data.tokenizer import load_tokenizer
+
+    jsonl, prefix = tmp_path / "toy.jsonl", str(tmp_path / "toy")
+    synthetic.write_jsonl(str(jsonl), 5, seed=0)
+    assert main(["sft-preprocess", "--input", str(jsonl), "--tokenizer", bpe_tokenizer, "--output-prefix", prefix,
+                 "--seq-length", "96"]) == 0
+    fingerprint = load_tokenizer(bpe_tokenizer).fingerprint
+    assert json.loads((tmp_path / "toy_sft.json").read_text())["tokenizer_fingerprint"] == fingerprint
+    cfg = SFTConfig(data_prefixes=[prefix], seq_length=96)
+    build_sft_datasets(cfg, 0, 5, fingerprint)
+    with pytest.raises(ConfigError, match=f"sft: {prefix} was tokenized with .* not with data.tokenizer"):
+        build_sft_datasets(cfg, 0, 5, "0" * 64)
+
+
+def test_a_failed_preprocessing_leaves_nothing_behind(tmp_path, bpe_tokenizer):
+    jsonl, prefix = tmp_path / "bad.jsonl", str(tmp_path / "bad")
+    jsonl.write_text('{"messages": [{"role": "robot", "content": "hi"}]}\n')
+    assert main(["sft-preprocess", "--input", str(jsonl), "--tokenizer", bpe_tokenizer, "--output-prefix", prefix,
+                 "--seq-length", "96", "--strict"]) != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]
