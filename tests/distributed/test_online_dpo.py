@@ -58,3 +58,22 @@ def test_online_dpo_async_at_tp2_and_sync_at_pp2(preference_root, reward_run):
     assert [r["staleness"] for r in sync] == [0, 0]
     for key in ("sample_reward", "best_worst_gap", "response_length", "grad_norm"):
         assert sync[0][key] == pytest.approx(first[key], rel=1e-4, abs=1e-6), key
+
+
+def test_a_language_model_as_reward_model_is_a_clear_error(preference_root):
+    """online_dpo.reward_model pointing at an LM checkpoint: exit 2 naming the problem, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.distributed.launch import cpu_env
+
+    root = preference_root
+    config = write_config(root, root / "online_bad", data={"mixture": None, "micro_batch_size": 4,
+                                                            "global_batch_size": 8},
+                          checkpoint={"load": str(root / "base"), "load_optimizer": False},
+                          online_dpo={"prompts": [str(root / "train.jsonl")], "reward_model": str(root / "base"),
+                                      "seq_length": SEQ, "max_new_tokens": 12, "train_steps": 2})
+    proc = subprocess.run([sys.executable, "-m", "megatron_kanana.cli", "train", str(config)], env=cpu_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "is not a reward-model checkpoint" in proc.stderr and "Traceback" not in proc.stderr
