@@ -11,7 +11,6 @@ exists; a killed run leaves at most a `.tmp` file, which the rerun overwrites.
 """
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from megatron_kanana.curation.stats import StageStats
+from megatron_kanana.data.jsonl_reader import open_binary
 
 
 def discover_shards(input_dir: Path, pattern: str) -> list[Path]:
@@ -38,10 +38,6 @@ def shard_name(shard: Path, input_dir: Path) -> str:
     return rel.replace("/", "__")
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
-
-
 def _read_line(f: IO[bytes], limit: int) -> tuple[bytes, bool]:
     """One line of at most `limit` bytes; (b"", False) at EOF; (prefix, True) if longer."""
     line = f.readline(limit + 1)
@@ -56,7 +52,7 @@ def _read_line(f: IO[bytes], limit: int) -> tuple[bytes, bool]:
 def read_documents(path: Path, text_key: str, max_doc_bytes: int,
                    stats: StageStats) -> Iterator[tuple[int, dict, str]]:
     """Yield (line number, document, text) for every readable document of a shard."""
-    with _open_binary(path) as f:
+    with open_binary(str(path)) as f:
         line_no = -1
         while True:
             raw, too_large = _read_line(f, max_doc_bytes)

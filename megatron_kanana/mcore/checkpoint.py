@@ -163,12 +163,6 @@ def load_training_state(chunks: list[torch.nn.Module], optimizer, directory: str
         _unshare_adam_steps(optimizer)
 
 
-def checkpoint_has_optimizer(directory: str | Path) -> bool:
-    """Whether a dist checkpoint holds optimizer state (model-only ones do not)."""
-    metadata = dist_checkpointing.load_tensors_metadata(str(directory))
-    return any(key.startswith("optimizer.") for key in metadata)
-
-
 def rng_state() -> dict[str, torch.Tensor]:
     """This rank's RNG streams as plain tensors (safe to load with weights_only)."""
     state = {"cpu": torch.get_rng_state()}

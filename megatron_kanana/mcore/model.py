@@ -169,14 +169,3 @@ def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[Mod
             install_fused_lm_head(model)
         chunks.append(model)
     return chunks
-
-
-def count_parameters(chunks: list[torch.nn.Module]) -> int:
-    """Parameters held by this rank (shared embedding/output weights counted once per rank)."""
-    seen, total = set(), 0
-    for chunk in chunks:
-        for p in chunk.parameters():
-            if id(p) not in seen:
-                seen.add(id(p))
-                total += p.numel()
-    return total

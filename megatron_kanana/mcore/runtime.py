@@ -127,28 +127,12 @@ def tensor_rank() -> int:
     return parallel_state.get_tensor_model_parallel_rank()
 
 
-def pipeline_rank() -> int:
-    return parallel_state.get_pipeline_model_parallel_rank()
-
-
 def data_rank() -> int:
     return parallel_state.get_data_parallel_rank()
 
 
-def is_last_pipeline_stage() -> bool:
-    return parallel_state.is_pipeline_last_stage(ignore_virtual=True)
-
-
-def is_first_pipeline_stage() -> bool:
-    return parallel_state.is_pipeline_first_stage(ignore_virtual=True)
-
-
 def tensor_group():
     return parallel_state.get_tensor_model_parallel_group()
-
-
-def data_group():
-    return parallel_state.get_data_parallel_group()
 
 
 def pipeline_group():

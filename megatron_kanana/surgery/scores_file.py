@@ -53,9 +53,13 @@ def read_scores(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for a corrupt file
         raise ConfigError(f"{path} is not a safetensors scores file: {e}") from None
-    header = json.loads(meta.get("kanana", "{}"))
-    if header.get("format") != FORMAT:
-        raise ConfigError(f"{path} is not a {FORMAT} scores file (header format {header.get('format')!r})")
+    try:
+        header = json.loads(meta.get("kanana", "{}"))
+    except ValueError as e:
+        raise ConfigError(f"{path}: its kanana header is not JSON ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        got = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise ConfigError(f"{path} is not a {FORMAT} scores file (header format {got!r})")
     missing = [k for k in REQUIRED if k not in tensors]
     if missing:
         raise ConfigError(f"{path} lacks scores {missing}")

@@ -47,7 +47,12 @@ class KeywordScorer:
     @classmethod
     def from_file(cls, path: str | Path) -> "KeywordScorer":
         """JSON {"positive": [...], "negative": [...], "min_hits": N}."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
+            raise ValueError(f"{path}: not a readable JSON keyword file ({e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object with positive, negative, min_hits")
         unknown = set(data) - {"positive", "negative", "min_hits"}
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; valid: positive, negative, min_hits")
@@ -61,12 +66,12 @@ def read_texts(path: str | Path, text_key: str = "text") -> Iterator[dict]:
     if not files or not all(f.is_file() for f in files):
         raise FileNotFoundError(f"no JSONL input at {path}")
     for file in files:
-        with open(file, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
+        with open(file, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
                     continue
-                try:
-                    doc = json.loads(line)
+                try:  # decoding per line, so invalid UTF-8 is reported with its place like bad JSON
+                    doc = json.loads(raw.decode("utf-8"))
                 except ValueError as e:
                     raise ValueError(f"{file}:{n}: not JSON ({e})") from None
                 if not isinstance(doc, dict) or not isinstance(doc.get(text_key), str):

@@ -58,3 +58,14 @@ def test_scores_file_roundtrip_and_mismatch(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
     with pytest.raises(ConfigError, match="not a safetensors"):
         read_scores(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("header, match", [("{not json", "kanana header is not JSON"),
+                                           ("[1]", "is not a kanana-importance/1 scores file")])
+def test_a_scores_file_with_a_bad_header_is_a_clear_error(tmp_path, header, match):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "bad.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"kanana": header})
+    with pytest.raises(ConfigError, match=match):
+        read_scores(path)
