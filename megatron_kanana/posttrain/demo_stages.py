@@ -86,7 +86,8 @@ def run_posttraining(out: Path, train: Callable[..., None], step: Callable[[str]
         step(f"6.{number} post-training: {stage.replace('_', ' ')} (kanana train {out / f'posttrain_{stage}.yaml'})")
         train(out / f"posttrain_{stage}.yaml")
     step("7. held-out preference accuracy against the SFT model (kanana pref-eval), HF export")
-    figures = {"sft_loss": [_records(out / "sft", "train")[0]["loss"], _records(out / "sft", "train")[-1]["loss"]],
+    sft = _records(out / "sft", "train")
+    figures = {"sft_loss": [sft[0]["loss"], sft[-1]["loss"]],
                "reward_model": _records(out / "rm", "validation")[-1]["losses"],
                "preference_vs_sft": {name: _pref_eval(out, name) for name in ("dpo", "online_dpo")}}
     questions = _questions()
