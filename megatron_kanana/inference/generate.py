@@ -59,7 +59,7 @@ def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 3
     tokenizer = load_tokenizer(tokenizer_path or meta["tokenizer"])
     stop = tokenizer.eod
     if chat:
-        from megatron_kanana.posttrain.chat_template import Message, get_template
+        from megatron_kanana.data.chat_template import Message, get_template
         from megatron_kanana.posttrain.prompts import stop_token
 
         template = get_template("auto", tokenizer)

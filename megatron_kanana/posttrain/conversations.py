@@ -13,7 +13,7 @@ import json
 from typing import Iterable, Iterator
 
 from megatron_kanana.data.jsonl_reader import open_text_lines
-from megatron_kanana.posttrain.chat_template import ROLES, Message
+from megatron_kanana.data.chat_template import ROLES, Message
 
 PROBLEMS = ("malformed_json", "not_a_conversation", "unknown_role", "empty_content", "no_assistant_turn",
             "too_long", "nothing_trained_after_truncation")

@@ -24,7 +24,7 @@ from dataclasses import field
 from typing import Optional
 
 from megatron_kanana.config.section import ConfigError, Section
-from megatron_kanana.posttrain.chat_template import TEMPLATES
+from megatron_kanana.data.chat_template import TEMPLATES
 from megatron_kanana.posttrain.dpo import check_objective
 
 

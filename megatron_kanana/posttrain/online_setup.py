@@ -18,7 +18,7 @@ from megatron_kanana.mcore import reward_head, runtime
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import check_layout
 from megatron_kanana.posttrain.async_sampler import AsyncSampler
-from megatron_kanana.posttrain.chat_template import get_template
+from megatron_kanana.data.chat_template import get_template
 from megatron_kanana.posttrain.online_batches import OnlineBatches
 from megatron_kanana.posttrain.prompts import load_prompts, stop_token
 from megatron_kanana.posttrain.reward import check_reward_checkpoint

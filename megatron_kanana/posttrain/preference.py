@@ -30,7 +30,7 @@ from typing import Optional
 import torch
 
 from megatron_kanana.config.section import ConfigError
-from megatron_kanana.posttrain.chat_template import Message
+from megatron_kanana.data.chat_template import Message
 from megatron_kanana.posttrain.conversations import _Bad, parse_messages
 from megatron_kanana.posttrain.sft_dataset import SFTDataset, SFTDatasetError, check_tokenizer
 

@@ -18,7 +18,7 @@ import sys
 from megatron_kanana.data.jsonl_reader import expand_inputs
 from megatron_kanana.data.tokenizer import load_tokenizer
 from megatron_kanana.log import get_logger
-from megatron_kanana.posttrain.chat_template import get_template
+from megatron_kanana.data.chat_template import get_template
 from megatron_kanana.posttrain.conversations import ConversationError, SFTReport, read_jsonl_records
 from megatron_kanana.posttrain.preference import PROBLEMS, parse_pair
 from megatron_kanana.posttrain.sft_dataset import SFTWriter, paths

@@ -23,7 +23,7 @@ import json
 
 from megatron_kanana.data.jsonl_reader import expand_inputs
 from megatron_kanana.data.tokenizer import Tokenizer
-from megatron_kanana.posttrain.chat_template import EOD, ChatTemplate, Message, Special
+from megatron_kanana.data.chat_template import EOD, ChatTemplate, Message, Special
 from megatron_kanana.posttrain.conversations import ConversationError, SFTReport, _Bad, read_jsonl_records
 from megatron_kanana.posttrain.preference import parse_prompt
 

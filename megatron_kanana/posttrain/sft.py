@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from megatron_kanana.config.section import ConfigError, Section
-from megatron_kanana.posttrain.chat_template import TEMPLATES
+from megatron_kanana.data.chat_template import TEMPLATES
 
 
 def check_dataset_stage(section, kind: str) -> None:

@@ -16,7 +16,7 @@ import sys
 from megatron_kanana.data.jsonl_reader import expand_inputs
 from megatron_kanana.data.tokenizer import load_tokenizer
 from megatron_kanana.log import get_logger
-from megatron_kanana.posttrain.chat_template import get_template
+from megatron_kanana.data.chat_template import get_template
 from megatron_kanana.posttrain.conversations import ConversationError, SFTReport, read_conversations
 from megatron_kanana.posttrain.packing import FirstFitPacker
 from megatron_kanana.posttrain.sft import SFTConfig

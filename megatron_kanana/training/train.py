@@ -74,7 +74,7 @@ def _train(cfg: TrainConfig) -> int:
     from megatron_kanana.training.trainer import Trainer
 
     from megatron_kanana.checkpointing.layout import CheckpointError
-    from megatron_kanana.posttrain.chat_template import TemplateError
+    from megatron_kanana.data.chat_template import TemplateError
     from megatron_kanana.posttrain.conversations import ConversationError
     from megatron_kanana.posttrain.sft_dataset import SFTDatasetError
 

@@ -8,7 +8,7 @@ import torch
 
 from megatron_kanana.config.section import ConfigError
 from megatron_kanana.data.tokenizer import load_tokenizer
-from megatron_kanana.posttrain.chat_template import get_template
+from megatron_kanana.data.chat_template import get_template
 from megatron_kanana.posttrain.conversations import ConversationError
 from megatron_kanana.posttrain.online_dpo import OnlineDPOConfig
 from megatron_kanana.posttrain.online_pairs import pair_rows, response_sample, sample_rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from megatron_kanana.data.tokenizer import load_tokenizer
-from megatron_kanana.posttrain.chat_template import Message, TemplateError, get_template
+from megatron_kanana.data.chat_template import Message, TemplateError, get_template
 from tests.unit.posttrain.conftest import TWO_TURNS
 
 MESSAGES = [Message(m["role"], m["content"]) for m in TWO_TURNS["messages"]]
