@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import kanana
+from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import make_inputs, write_config
 
 SEQ = 64
@@ -19,6 +20,7 @@ def tiny_teacher(tmp_path_factory) -> tuple[Path, Path]:
     run = root / "teacher"
     kanana("train", str(write_config(root, run, parallel={"tensor_model_parallel_size": 2})), "--nproc", "2",
            "data.stage_steps={stage1: 40, stage2: 8}")
+    check_curve("pretrain_teacher_tp2", run)
     return root, run
 
 
@@ -32,6 +34,7 @@ def preference_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("posttrain")
     make_inputs(root)
     kanana("train", str(write_config(root, root / "base")), "--nproc", "1", "data.stage_steps={stage1: 4, stage2: 2}")
+    check_curve("pretrain_base_tp1", root / "base")
     for name, num, seed in (("train", 128, 0), ("valid", 32, 1)):  # in-process: the CLIs have unit tests
         preference_synthetic.write_jsonl(str(root / f"{name}.jsonl"), num, seed)
         preprocess_pairs([str(root / f"{name}.jsonl")], str(root / "tokenizer.json"), str(root / f"pref_{name}"),
@@ -54,4 +57,5 @@ def reward_run(preference_root) -> Path:
                                   "valid_prefixes": [str(root / "pref_valid")],
                                   "seq_length": SEQ, "train_steps": REWARD_STEPS})
     kanana("train", str(config), "--nproc", "2")
+    check_curve("reward_tp2", run)
     return run

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import kanana, torchrun
+from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
@@ -45,6 +46,7 @@ def distill(root: Path, name: str, teacher: Path, *overrides: str, nproc: int = 
                   "data.stage_steps={stage1: 12, stage2: 4}", *overrides)
     head = "unfused" if "kernels.lm_head_loss=unfused" in overrides else "fused"
     assert f"LM head {head})" in proc.stdout + proc.stderr  # the path the test means to exercise ran
+    check_curve(f"distill_{name}", run)
     return run
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import kanana, torchrun
+from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
@@ -42,7 +43,9 @@ def dpo_run(root: Path, name: str, *overrides: str, steps: int = 8) -> Path:
 
 @pytest.fixture(scope="module")
 def tp2_run(preference_root) -> Path:
-    return dpo_run(preference_root, "dpo_tp2")
+    run = dpo_run(preference_root, "dpo_tp2")
+    check_curve("dpo_tp2", run)
+    return run
 
 
 def test_dpo_lowers_the_loss_and_wins_held_out_pairs(tp2_run):
@@ -75,6 +78,7 @@ def test_pipeline_parallel_matches_tensor_parallel(preference_root, tp2_run):
     checkpoint its first steps equal TP=2's (fp32 reduction order aside)."""
     pp = dpo_run(preference_root, "dpo_pp2", "run.exit_after_steps=2", "parallel.tensor_model_parallel_size=1",
                  "parallel.pipeline_model_parallel_size=2")
+    check_curve("dpo_pp2", pp)
     tp = records(tp2_run, "train")[:2]
     for a, b in zip(tp, records(pp, "train"), strict=True):
         for key in ("loss", "sft_loss", "reward_margin", "chosen_reward", "preference_accuracy"):

@@ -15,6 +15,7 @@ import pytest
 
 from tests.distributed.conftest import SEQ
 from tests.distributed.launch import kanana
+from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
@@ -41,6 +42,7 @@ def train_records(run: Path) -> list[dict]:
 def test_online_dpo_async_at_tp2_and_sync_at_pp2(preference_root, reward_run):
     asynchronous, log = online_run(preference_root, reward_run, "online_tp2", 4)
     assert "prompts read" in log and "skipped" in log  # the prompt report (too-long prompts are counted)
+    check_curve("online_dpo_tp2_async", asynchronous)
     records = train_records(asynchronous)
     assert [r["staleness"] for r in records] == [0, 1, 1, 1]
     first = records[0]
@@ -54,6 +56,7 @@ def test_online_dpo_async_at_tp2_and_sync_at_pp2(preference_root, reward_run):
 
     synchronous, _ = online_run(preference_root, reward_run, "online_pp2", 2, "online_dpo.max_staleness=0",
                                 "parallel.tensor_model_parallel_size=1", "parallel.pipeline_model_parallel_size=2")
+    check_curve("online_dpo_pp2_sync", synchronous)
     sync = train_records(synchronous)
     assert [r["staleness"] for r in sync] == [0, 0]
     for key in ("sample_reward", "best_worst_gap", "response_length", "grad_norm"):

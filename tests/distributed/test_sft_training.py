@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tests.distributed.launch import kanana
+from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
@@ -25,6 +26,7 @@ def test_sft_from_a_pretrained_checkpoint(preference_root, tmp_path):
                                "valid_prefixes": [str(tmp_path / "sft_valid")],
                                "seq_length": 64, "pack": True, "train_steps": 12})
     kanana("train", str(config), "--nproc", "2", "data.mixture=null")
+    check_curve("sft_tp2", run)
     records = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r.get("kind") == "train"]
     assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3]) - 0.5, losses

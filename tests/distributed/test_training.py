@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.launch import cpu_env
+from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import make_inputs, write_config
 
 pytestmark = pytest.mark.distributed
@@ -45,6 +46,7 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
 def straight(inputs):
     run = inputs / "straight"
     train(write_config(inputs, run, parallel={"tensor_model_parallel_size": 2}))
+    check_curve("pretrain_tp2", run)  # two stages at TP=2
     return run
 
 
@@ -74,6 +76,7 @@ def test_resume_at_another_layout(inputs, straight):
     got, expected = dict(losses(run)), dict(losses(straight))
     for step in (4, 5, 6):
         assert got[step] == pytest.approx(expected[step], rel=1e-4), step
+    check_curve("pretrain_tp2_resumed_pp2", run)  # steps 4-6 (both stages) at PP=2
 
 
 def test_kill_during_save_keeps_previous_checkpoint(inputs):
