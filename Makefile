@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(VENV)/bin/kanana demo
+	$(PY) examples/demo/demo.py
 
 clean:
 	rm -rf demo_out .pytest_cache

@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "curate": ("megatron_kanana.curation.curate", "Curate JSONL shards: dedup, heuristics, language ID, PII, quality"),
     "curate-train-classifier": ("megatron_kanana.curation.classifier.train",
                                 "Train the fastText-style quality classifier, iteratively"),
-    "demo": ("megatron_kanana.demo", "Run the main job: a tiny Kanana model trained on CPU processes"),
+    "demo": ("", "Run the main job (examples/demo/demo.py, as `make demo`): the recipe in miniature on CPU"),
     "generate": ("megatron_kanana.inference.generate", "Continuations of prompts from a checkpoint (KV-cached; greedy or sampled)"),
     "mixture": ("megatron_kanana.data.mixture_report", "Show a stage mixture: shares, tokens available, epochs"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
@@ -58,12 +58,29 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"kanana: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    if name == "demo":
+        return _run_demo(rest)
     module_name, help_ = SUBCOMMANDS[name]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"kanana {name}", description=help_)
     module.add_arguments(parser)
     # intermixed: `kanana train CONFIG --nproc 2 key=value` keeps positional overrides after options
     return int(module.run(parser.parse_intermixed_args(rest)) or 0)
+
+
+def _run_demo(argv: list[str]) -> int:
+    """The demo is a script of the source tree that uses the library from outside; the
+    library itself never imports it."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "demo" / "demo.py"
+    if not script.exists():
+        print(f"kanana demo: {script} not found; the demo runs from a source checkout (`make demo`)",
+              file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *argv]
+    return int(runpy.run_path(str(script), run_name="kanana_demo")["main"](argv) or 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The project's one logger: rank-aware, so multi-process runs stay readable.
 
 Library code calls `get_logger(__name__)`; only rank 0 logs at INFO unless
-`KANANA_LOG_ALL_RANKS=1`, and every line carries its rank.
+`KANANA_LOG_ALL_RANKS=1`, and every line carries its rank. The rank is told once by
+whoever knows it (`set_log_rank`, from the launch environment at process start), not
+read from the environment here.
 """
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ import os
 import sys
 
 _CONFIGURED = False
+_RANK = 0
+
+
+def set_log_rank(rank: int) -> None:
+    """This process's rank in the job (every log line carries it; only rank 0 logs INFO)."""
+    global _RANK
+    _RANK = rank
 
 
 def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    return _RANK
 
 
 class _RankFilter(logging.Filter):

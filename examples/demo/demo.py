@@ -1,6 +1,9 @@
-"""`kanana demo` (`make demo`): the whole recipe in miniature, offline, on CPU.
+"""`make demo`: the whole recipe in miniature, offline, on CPU.
 
-    kanana demo [--output demo_out]
+    python examples/demo/demo.py [--output demo_out]      # what `make demo` and `kanana demo` run
+
+A script beside its configs, not a library module: it composes the library from the
+outside through its CLI and public functions, as a user's pipeline would.
 
 1. curate the embedded Korean/English corpus (dedup, language ID, heuristics, PII);
 2. train a bilingual SentencePiece tokenizer on it and preprocess it into
@@ -12,7 +15,7 @@
    one process), loss plots;
 5-7. post-training on synthetic bilingual arithmetic data: SFT, a Bradley–Terry
    reward model, offline DPO, online DPO with asynchronous sampling
-   (posttrain/demo_stages.py), each policy's held-out preference accuracy against
+   (posttrain_stages.py), each policy's held-out preference accuracy against
    the SFT model, and a Hugging Face export of the final policy;
 and `summary.json` with the measured figures.
 """
@@ -31,9 +34,11 @@ from pathlib import Path
 import yaml
 
 from megatron_kanana.data.demo_corpus import demo_corpus_files
-from megatron_kanana.posttrain.demo_stages import kanana, run_posttraining
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "demo"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # posttrain_stages.py beside this script
+from posttrain_stages import kanana, run_posttraining  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parent
 MARKER = ".kanana-demo"
 PROMPTS = ["대한민국은", "국회는", "The module", "A function"]
 
@@ -156,3 +161,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  median tokens/s {summary['median_tokens_per_s']:.0f}, wall time {summary['wall_s']:.0f} s")
     print(f"  wrote {out / 'summary.json'} and plots in {out / 'run' / 'plots'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo.py", description="The Kanana recipe in miniature on CPU processes")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

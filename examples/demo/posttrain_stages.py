@@ -1,4 +1,4 @@
-"""The post-training half of `kanana demo`: SFT → reward model → offline DPO → online DPO.
+"""The post-training half of the demo (examples/demo/demo.py): SFT → reward model → offline DPO → online DPO.
 
     summary = run_posttraining(out, train)    # after the demo's pre-training wrote out/run
 
@@ -20,7 +20,7 @@ from typing import Callable
 
 from megatron_kanana.cli import main as _cli
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "demo"
+EXAMPLES = Path(__file__).resolve().parent
 STAGES = ("sft", "reward", "dpo", "online_dpo")
 RUN_DIRS = {"sft": "sft", "reward": "rm", "dpo": "dpo", "online_dpo": "online_dpo"}
 SEQ = "128"

@@ -3,7 +3,11 @@
     cfg = load_config("examples/demo/train.yaml", ["parallel.tensor_model_parallel_size=2"])
 
 Each component receives its own section. `model` names a preset and may
-override any of its fields. `check()` is the one cross-section check.
+override any of its fields. `check()` is the one cross-section check; the rules of
+each training mode live with its objective (training/objectives/registry.py picks it).
+Paths are resolved against the config file's directory by the sections themselves
+(fields marked `"path": True`). Files and overrides are parsed by one YAML reader whose
+syntax errors name the file (or the override) and the line.
 """
 from __future__ import annotations
 
@@ -22,19 +26,15 @@ from megatron_kanana.training.checkpoint_config import CheckpointConfig
 from megatron_kanana.training.data import DataConfig
 from megatron_kanana.posttrain.dpo import DPOConfig
 from megatron_kanana.posttrain.online_dpo import OnlineDPOConfig
-from megatron_kanana.posttrain.preference import check_pair_batch
 from megatron_kanana.posttrain.reward import RewardConfig
 from megatron_kanana.posttrain.sft import SFTConfig
-from megatron_kanana.training.distill_config import DistillConfig, check_compatible
+from megatron_kanana.training.distill_config import DistillConfig
 from megatron_kanana.training.kernels_config import KernelsConfig
 from megatron_kanana.training.lr_schedule import ScheduleConfig
 from megatron_kanana.training.metrics import LoggingConfig
 from megatron_kanana.training.optim import OptimConfig
 from megatron_kanana.training.run_config import RunConfig
 
-
-POST_TRAINING = ("sft", "reward", "dpo", "online_dpo")  # sections that replace data.mixture
-PAIR_MODES = ("reward", "dpo", "online_dpo")  # trained on (chosen, rejected) row pairs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,48 +61,23 @@ class TrainConfig(Section):
         "help": "Online DPO: pairs sampled from the policy, scored by a reward model (replaces data.mixture)."})
 
     @classmethod
-    def from_dict(cls, data, prefix: str = ""):
+    def from_dict(cls, data, prefix: str = "", base_dir: Optional[Path] = None):
         data = dict(data or {})
         if "model" in data:
             data["model"] = resolve_model(data["model"])
-        return super().from_dict(data, prefix)
+        return super().from_dict(data, prefix, base_dir)
 
     def check(self, tokenizer_vocab_size: Optional[int] = None) -> None:
         """The cross-section check (layout checks need the world size: parallel.config.check_layout)."""
+        from megatron_kanana.training.objectives import check_config
+
         if self.data.seq_length > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_length ({self.data.seq_length}) exceeds "
                               f"model.max_position_embeddings ({self.model.max_position_embeddings})")
         if tokenizer_vocab_size is not None and tokenizer_vocab_size > self.model.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer_vocab_size} tokens but model.vocab_size is "
                               f"{self.model.vocab_size}")
-        if self.distill is not None:
-            check_compatible(self.model, self.distill.teacher_shape())
-        modes = {"data.mixture": self.data.mixture, **{name: getattr(self, name) for name in POST_TRAINING}}
-        chosen = [name for name, value in modes.items() if value is not None]
-        if len(chosen) != 1:
-            raise ConfigError(f"set exactly one of {list(modes)} (pre-training or one post-training stage); "
-                              f"set: {chosen or 'none'}")
-        mode = chosen[0]
-        if mode in POST_TRAINING:
-            if getattr(self, mode).seq_length != self.data.seq_length:
-                raise ConfigError(f"{mode}.seq_length ({getattr(self, mode).seq_length}) != data.seq_length "
-                                  f"({self.data.seq_length})")
-            if self.distill is not None:
-                raise ConfigError(f"distill is a pre-training mode; unset it for {mode}")
-        if mode in PAIR_MODES:
-            check_pair_batch(mode, self.data.global_batch_size, self.data.micro_batch_size)
-        if mode == "online_dpo" and self.parallel.virtual_pipeline_model_parallel_size not in (None, 1):
-            raise ConfigError("online_dpo generates with one model chunk per rank: "
-                              "parallel.virtual_pipeline_model_parallel_size must be unset")
-
-    @property
-    def model_kernels(self) -> KernelsConfig:
-        """The kernels the trained model is built with: the fused LM head returns hidden states,
-        which the plain LM and distillation steps consume; the post-training steps compute their
-        losses from logits, and the reward model replaces the output layer with its own head."""
-        if any(getattr(self, name) is not None for name in POST_TRAINING):
-            return self.kernels.replace(lm_head_loss="unfused")
-        return self.kernels
+        check_config(self)  # one training mode, and that mode's own rules
 
 
 def resolve_model(model: Any) -> ModelShape:
@@ -118,6 +93,17 @@ def resolve_model(model: Any) -> ModelShape:
     return ModelShape.from_dict(base, prefix="model")
 
 
+def read_yaml(text: str, source: str) -> Any:
+    """YAML from a file or an override; a syntax error names `source` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = " ".join(p for p in (getattr(e, "context", None), getattr(e, "problem", None)) if p) or str(e)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+
+
 def apply_override(data: dict, assignment: str) -> None:
     """`a.b.c=value`: value parsed as YAML (so 2 is an int, [1,2] a list, null None)."""
     if "=" not in assignment:
@@ -130,33 +116,17 @@ def apply_override(data: dict, assignment: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {key}: {part} is not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = read_yaml(raw, f"override {assignment!r}")
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     for assignment in overrides:
         apply_override(data, assignment)
-    _resolve_relative_paths(data, path.parent)
-    for section in (data.get(name) for name in POST_TRAINING):
-        if isinstance(section, dict):  # post-training dataset prefixes and prompt files are paths too
-            for key in ("data_prefixes", "valid_prefixes", "prompts"):
-                if isinstance(section.get(key), list):
-                    section[key] = [str((path.parent / p).resolve())
-                                    if isinstance(p, str) and not Path(p).is_absolute() else p for p in section[key]]
-    return TrainConfig.from_dict(data)
-
-
-def _resolve_relative_paths(data: dict, base: Path) -> None:
-    """Paths in a config file are relative to the file, so configs work from any cwd."""
-    for section, key in (("data", "mixture"), ("data", "tokenizer"), ("data", "data_root"), ("run", "output_dir"), ("checkpoint", "load"),
-                         ("distill", "teacher"), ("dpo", "reference"), ("online_dpo", "reference"),
-                         ("online_dpo", "reward_model")):
-        value = (data.get(section) or {}).get(key)
-        if isinstance(value, str) and value and not Path(value).is_absolute() and not value.startswith("$"):
-            data[section][key] = str((base / value).resolve())
+    # paths in a config file are relative to the file, so configs work from any cwd
+    return TrainConfig.from_dict(data, base_dir=path.parent)

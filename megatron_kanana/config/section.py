@@ -4,13 +4,18 @@ A section is a frozen dataclass whose fields carry their doc in
 `field(metadata={"help": ...})`. `from_dict` refuses unknown keys and values of
 the wrong type with a `ConfigError` naming the dotted key, then calls the
 section's own `validate()`, so a bad config fails before any work starts.
+
+A field marked `metadata={"path": True}` holds a path (or a list of paths): given a
+`base_dir` (the config file's directory), `from_dict` makes relative ones absolute, so
+a config works from any directory. `$VAR` values are left for the consumer.
 """
 from __future__ import annotations
 
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from pathlib import Path
+from typing import Any, Mapping, Optional, TypeVar
 
 S = TypeVar("S", bound="Section")
 
@@ -19,7 +24,7 @@ class ConfigError(ValueError):
     """A config value is missing, unknown, of the wrong type, or impossible."""
 
 
-def _coerce(value: Any, type_: Any, key: str) -> Any:
+def _coerce(value: Any, type_: Any, key: str, base_dir: Optional[Path] = None) -> Any:
     origin = typing.get_origin(type_)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(type_)
@@ -30,7 +35,7 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
+                return _coerce(value, arg, key, base_dir)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
@@ -53,7 +58,7 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a section (mapping), got {type(value).__name__}")
-        return type_.from_dict(value, prefix=key)
+        return type_.from_dict(value, prefix=key, base_dir=base_dir)
     if type_ is Any:
         return value
     if type_ is float and isinstance(value, int) and not isinstance(value, bool):
@@ -64,6 +69,15 @@ def _coerce(value: Any, type_: Any, key: str) -> Any:
         raise ConfigError(f"{key}: expected an integer, got {value!r}")
     if isinstance(type_, type) and not isinstance(value, type_):
         raise ConfigError(f"{key}: expected {type_.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _resolve_paths(value: Any, base_dir: Path) -> Any:
+    """A relative path (or each in a list) made absolute against base_dir; anything else as is."""
+    if isinstance(value, list):
+        return [_resolve_paths(v, base_dir) for v in value]
+    if isinstance(value, str) and value and not value.startswith("$") and not Path(value).is_absolute():
+        return str((base_dir / value).resolve())
     return value
 
 
@@ -78,10 +92,12 @@ class Section:
         self.validate()
 
     @classmethod
-    def from_dict(cls: type[S], data: Mapping[str, Any] | None, prefix: str = "") -> S:
+    def from_dict(cls: type[S], data: Mapping[str, Any] | None, prefix: str = "",
+                  base_dir: Optional[Path] = None) -> S:
         data = dict(data or {})
         hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        names = set(fields)
         unknown = sorted(set(data) - names)
         if unknown:
             where = f"{prefix}." if prefix else ""
@@ -92,7 +108,9 @@ class Section:
         kwargs = {}
         for name, value in data.items():
             key = f"{prefix}.{name}" if prefix else name
-            kwargs[name] = _coerce(value, hints[name], key)
+            if base_dir is not None and fields[name].metadata.get("path"):
+                value = _resolve_paths(value, base_dir)
+            kwargs[name] = _coerce(value, hints[name], key, base_dir)
         try:
             return cls(**kwargs)
         except TypeError as e:  # a required field is missing

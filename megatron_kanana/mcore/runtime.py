@@ -5,7 +5,8 @@
     shutdown()
 
 The device is CUDA when a GPU is present, else the CPU backend
-(`cpu_backend.py`) with gloo; `KANANA_DEVICE=cpu|cuda` overrides. Layout
+(`cpu_backend.py`) with gloo; `KANANA_DEVICE=cpu|cuda` overrides (read with the
+launcher's variables, once, by `parallel/launch_env.py`). Layout
 errors are raised by `parallel.config.check_layout` before any group exists.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 import datetime
 import os
 import socket
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -21,22 +23,28 @@ from megatron.core import parallel_state
 from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.tensor_parallel import model_parallel_cuda_manual_seed
 
+from megatron_kanana.log import set_log_rank
 from megatron_kanana.mcore import cpu_backend
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig, ParallelLayout, check_layout
+from megatron_kanana.parallel.launch_env import LaunchEnv
 
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
+    """Built once per process by `initialize` and passed to what needs it: nothing below the
+    CLI reads the launcher's environment or megatron's global parallel state."""
+
     device: str  # "cuda" or "cpu"
     rank: int
     world_size: int
     layout: ParallelLayout
+    data_rank: int = 0           # this rank's data-parallel replica index
+    local_rank: int = 0
+    groups: Optional[ProcessGroupCollection] = None  # megatron's model groups + "dp" for this layout
 
 
-
-def select_device() -> str:
-    choice = os.environ.get("KANANA_DEVICE", "auto")
+def select_device(choice: str = "auto") -> str:
     if choice not in ("auto", "cpu", "cuda"):
         raise ValueError(f"KANANA_DEVICE must be auto, cpu or cuda, got {choice!r}")
     if choice == "cuda" and not torch.cuda.is_available():
@@ -52,43 +60,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env_from_slurm() -> None:
-    """`srun python -m megatron_kanana.cli train ...` (one task per GPU, no torchrun):
-    map SLURM's task variables to torch.distributed's. MASTER_ADDR/PORT come from
-    the sbatch script. Signals then reach every training process directly."""
-    if "RANK" in os.environ or "SLURM_PROCID" not in os.environ or "MASTER_ADDR" not in os.environ:
-        return
-    os.environ["RANK"] = os.environ["SLURM_PROCID"]
-    os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
-    os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
-    os.environ.setdefault("MASTER_PORT", "29500")
-
-
-def _init_process_group(device: str, timeout_s: int) -> None:
+def _init_process_group(env: LaunchEnv, device: str, timeout_s: int) -> None:
     if dist.is_initialized():
         return
-    _env_from_slurm()
     backend = "nccl" if device == "cuda" else "gloo"
     timeout = datetime.timedelta(seconds=timeout_s)
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun / srun wrapper
-        if device == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    if device == "cuda" and env.launcher != "none":
+        torch.cuda.set_device(env.local_rank)
+    if env.launcher == "torchrun":  # torchrun's rendezvous variables (env://)
         dist.init_process_group(backend=backend, timeout=timeout)
+    elif env.launcher == "slurm":  # srun tasks: SLURM's ranks, the sbatch script's address
+        dist.init_process_group(backend=backend, init_method=f"tcp://{env.master_addr}:{env.master_port}",
+                                rank=env.rank, world_size=env.world_size, timeout=timeout)
     else:  # a lone process: a world of one
         dist.init_process_group(backend=backend, init_method=f"tcp://127.0.0.1:{_free_port()}",
                                 rank=0, world_size=1, timeout=timeout)
 
 
 def initialize(parallel: ParallelConfig, shape: ModelShape, seed: int = 1234,
-               timeout_s: int = 600) -> Runtime:
-    """Validate the layout, start torch.distributed and megatron's groups, seed RNGs."""
-    device = select_device()
-    _env_from_slurm()
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    layout = check_layout(parallel, shape, world_size, device)
+               timeout_s: int = 600, env: Optional[LaunchEnv] = None) -> Runtime:
+    """Validate the layout, start torch.distributed and megatron's groups, seed RNGs.
+    `env`: where this process sits in the job (default: detected from the environment)."""
+    env = env or LaunchEnv.detect()
+    set_log_rank(env.rank)
+    device = select_device(env.device_choice)
+    layout = check_layout(parallel, shape, env.world_size, device)
     if device == "cpu":
         cpu_backend.enable(force=torch.cuda.is_available())
-    _init_process_group(device, timeout_s)
+    _init_process_group(env, device, timeout_s)
     if not parallel_state.model_parallel_is_initialized():
         parallel_state.initialize_model_parallel(
             tensor_model_parallel_size=layout.tensor,
@@ -98,7 +97,9 @@ def initialize(parallel: ParallelConfig, shape: ModelShape, seed: int = 1234,
         )
     torch.manual_seed(seed)
     model_parallel_cuda_manual_seed(seed)
-    return Runtime(device=device, rank=dist.get_rank(), world_size=dist.get_world_size(), layout=layout)
+    groups = ProcessGroupCollection.use_mpu_process_groups([*MODEL_GROUPS, "dp"])
+    return Runtime(device=device, rank=dist.get_rank(), world_size=dist.get_world_size(), layout=layout,
+                   data_rank=parallel_state.get_data_parallel_rank(), local_rank=env.local_rank, groups=groups)
 
 
 def comm_device() -> torch.device:
@@ -125,10 +126,6 @@ def shutdown() -> None:
 # Small read-only views of megatron's grid, so callers need not import parallel_state.
 def tensor_rank() -> int:
     return parallel_state.get_tensor_model_parallel_rank()
-
-
-def data_rank() -> int:
-    return parallel_state.get_data_parallel_rank()
 
 
 def tensor_group():

@@ -2,7 +2,7 @@
 
     chunks = wrap_ddp(build_model(...), use_distributed_optimizer=True)
     optimizer = build_optimizer(chunks, OptimizerSettings(lr=3e-4, ...))
-    result = train_step(chunks, optimizer, batches, micro_batch_size=1, seq_length=128)
+    result = train_step(chunks, optimizer, forward_step, batches, micro_batch_size=1, seq_length=128)
 
 `train_step` runs megatron's schedule for the current layout (no pipelining,
 1F1B, or interleaved 1F1B), which all-reduces (or reduce-scatters, with the
@@ -12,7 +12,6 @@ embedding gradients across pipeline stages, clips, and steps.
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Callable, Iterator, Optional
 
 import torch
@@ -156,16 +155,3 @@ def train_step(chunks: list[DistributedDataParallel], optimizer, forward_step: F
     update_successful, grad_norm, _ = optimizer.step()
     return StepResult(loss=loss, grad_norm=grad_norm, update_successful=bool(update_successful), extra=extra)
 
-
-def gpt_forward_step(batch_iter: Iterator, model: torch.nn.Module):
-    """The plain LM forward step: batch dict of tokens/labels/loss_mask/position_ids."""
-    batch = next(batch_iter)
-    output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
-    return output, partial(_masked_mean_loss, batch["loss_mask"])
-
-
-def _masked_mean_loss(loss_mask: torch.Tensor, per_token_loss: torch.Tensor):
-    mask = loss_mask.float().reshape(-1)
-    loss = (per_token_loss.float().reshape(-1) * mask).sum() / mask.sum().clamp(min=1)
-    # clone: the schedule divides the loss tensor in place by the micro-batch count
-    return loss, {"lm loss": loss.detach().clone()}

@@ -27,9 +27,10 @@ from megatron_kanana.config.section import ConfigError, Section
 
 @dataclasses.dataclass(frozen=True)
 class DPOConfig(Section):
-    data_prefixes: list[str] = field(metadata={"help": "Preference dataset prefixes (from `kanana pref-preprocess`)."})
+    data_prefixes: list[str] = field(metadata={
+        "path": True, "help": "Preference dataset prefixes (from `kanana pref-preprocess`)."})
     valid_prefixes: Optional[list[str]] = field(
-        default=None, metadata={"help": "Held-out preference datasets (loss, preference accuracy); None = none."})
+        default=None, metadata={"path": True, "help": "Held-out preference datasets (loss, preference accuracy); None = none."})
     seq_length: int = field(default=2048, metadata={"help": "Positions per sequence; must equal data.seq_length."})
     beta: float = field(default=0.1, metadata={"help": "β: strength of the implicit KL tie to the reference."})
     label_smoothing: float = field(default=0.0, metadata={
@@ -37,7 +38,7 @@ class DPOConfig(Section):
     sft_loss_weight: float = field(default=0.0, metadata={
         "help": "λ: weight of the mean NLL of the chosen responses added to the DPO loss."})
     reference: Optional[str] = field(default=None, metadata={
-        "help": "Frozen reference checkpoint (checkpoint, iter_* or run dir); None = checkpoint.load."})
+        "path": True, "help": "Frozen reference checkpoint (checkpoint, iter_* or run dir); None = checkpoint.load."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs (sets the step count)."})
     train_steps: Optional[int] = field(default=None, metadata={"help": "Steps to train; overrides epochs."})
 

@@ -30,12 +30,14 @@ from megatron_kanana.posttrain.dpo import check_objective
 
 @dataclasses.dataclass(frozen=True)
 class OnlineDPOConfig(Section):
-    prompts: list[str] = field(metadata={"help": "Prompt JSONL files or globs ({\"prompt\": ...} per line)."})
-    reward_model: str = field(metadata={"help": "Reward-model checkpoint (from a `reward` run) that scores samples."})
+    prompts: list[str] = field(metadata={
+        "path": True, "help": "Prompt JSONL files or globs ({\"prompt\": ...} per line)."})
+    reward_model: str = field(metadata={
+        "path": True, "help": "Reward-model checkpoint (from a `reward` run) that scores samples."})
     reference: Optional[str] = field(default=None, metadata={
-        "help": "Frozen reference checkpoint; None = checkpoint.load. Kept fixed for the whole run."})
+        "path": True, "help": "Frozen reference checkpoint; None = checkpoint.load. Kept fixed for the whole run."})
     valid_prefixes: Optional[list[str]] = field(default=None, metadata={
-        "help": "Held-out preference datasets: DPO loss and preference accuracy at each validation."})
+        "path": True, "help": "Held-out preference datasets: DPO loss and preference accuracy at each validation."})
     seq_length: int = field(default=2048, metadata={"help": "Positions per row (prompt + response); = data.seq_length."})
     template: str = field(default="auto", metadata={"help": "Chat template for the prompts: auto, llama3 or plain."})
     num_samples: int = field(default=4, metadata={"help": "Responses sampled per prompt (>= 2); best vs worst."})

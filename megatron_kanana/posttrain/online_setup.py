@@ -1,6 +1,6 @@
 """Building online DPO's moving parts for a trainer: prompts, reward model, sampler copy.
 
-    trainer.online = build_online_batches(trainer)   # then each step: trainer.online.step_batches(...)
+    online = build_online_batches(cfg, rt, tokenizer)   # then each step: online.step_batches(...)
 
 The reward model is checked to be one (checkpoint meta "model_kind": "reward") and
 to share the policy's tokenizer (fingerprints) before it is built; it runs frozen
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from megatron_kanana.checkpointing.layout import resolve
 from megatron_kanana.log import get_logger
-from megatron_kanana.mcore import reward_head, runtime
+from megatron_kanana.mcore import reward_head
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import check_layout
 from megatron_kanana.posttrain.async_sampler import AsyncSampler
@@ -26,8 +26,7 @@ from megatron_kanana.posttrain.reward import check_reward_checkpoint
 log = get_logger(__name__)
 
 
-def build_online_batches(trainer) -> OnlineBatches:
-    cfg, rt, tokenizer = trainer.cfg, trainer.rt, trainer.tokenizer
+def build_online_batches(cfg, rt, tokenizer) -> OnlineBatches:
     section = cfg.online_dpo
     template = get_template(section.template, tokenizer)
     prompts = load_prompts(section.prompts, tokenizer, template, section.seq_length,
@@ -52,5 +51,5 @@ def build_online_batches(trainer) -> OnlineBatches:
              f"{directory}, max_staleness {section.max_staleness}")
     return OnlineBatches(section, prompts.ids, sampler, score, global_batch_size=cfg.data.global_batch_size,
                          micro_batch_size=cfg.data.micro_batch_size, seed=cfg.run.seed,
-                         dp_rank=runtime.data_rank(), dp_size=rt.layout.data, pad=tokenizer.pad,
+                         dp_rank=rt.data_rank, dp_size=rt.layout.data, pad=tokenizer.pad,
                          stop_token=stop_token(template, tokenizer), total_steps=section.train_steps)

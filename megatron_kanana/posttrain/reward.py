@@ -28,9 +28,10 @@ MODEL_KIND = "reward"
 
 @dataclasses.dataclass(frozen=True)
 class RewardConfig(Section):
-    data_prefixes: list[str] = field(metadata={"help": "Preference dataset prefixes (from `kanana pref-preprocess`)."})
+    data_prefixes: list[str] = field(metadata={
+        "path": True, "help": "Preference dataset prefixes (from `kanana pref-preprocess`)."})
     valid_prefixes: Optional[list[str]] = field(
-        default=None, metadata={"help": "Held-out preference prefixes for pairwise accuracy; None = no validation."})
+        default=None, metadata={"path": True, "help": "Held-out preference prefixes for pairwise accuracy; None = no validation."})
     seq_length: int = field(default=2048, metadata={"help": "Positions per side of a pair; must equal data.seq_length."})
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training pairs (sets the step count)."})
     train_steps: Optional[int] = field(default=None, metadata={"help": "Steps to train; overrides epochs."})

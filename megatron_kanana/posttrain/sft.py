@@ -39,9 +39,10 @@ def check_dataset_stage(section, kind: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class SFTConfig(Section):
-    data_prefixes: list[str] = field(metadata={"help": "SFT dataset prefixes (from `kanana sft-preprocess`)."})
+    data_prefixes: list[str] = field(metadata={
+        "path": True, "help": "SFT dataset prefixes (from `kanana sft-preprocess`)."})
     valid_prefixes: Optional[list[str]] = field(
-        default=None, metadata={"help": "Validation SFT dataset prefixes; None = no validation."})
+        default=None, metadata={"path": True, "help": "Validation SFT dataset prefixes; None = no validation."})
     seq_length: int = field(default=2048, metadata={"help": "Positions per sample; must equal data.seq_length."})
     pack: bool = field(default=False, metadata={"help": "Several conversations per sample (block-diagonal attention)."})
     template: str = field(default="auto", metadata={"help": "Chat template: auto (llama3 if the tokenizer has "

@@ -145,7 +145,7 @@ def score(cfg: TrainConfig, aggregation: imp.Aggregation, num_batches: int, outp
     rt = runtime.initialize(parallel, cfg.model, seed=cfg.run.seed)
     try:
         tokenizer = load_tokenizer(cfg.data.tokenizer)
-        batches = calibration_batches(cfg, num_batches, stage, runtime.data_rank(), rt.layout.data, tokenizer,
+        batches = calibration_batches(cfg, num_batches, stage, rt.data_rank, rt.layout.data, tokenizer,
                                       Path(cfg.run.output_dir) / "data_cache")
         tconfig = mcore_model.transformer_config(cfg.model, parallel, rt.device, bf16=cfg.optim.bf16)
         chunks = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length)

@@ -13,7 +13,7 @@ class CheckpointConfig(Section):
     save_interval: int = field(default=0, metadata={"help": "Save every N steps (0 = only at the end and on signals)."})
     keep_last: int = field(default=3, metadata={"help": "Keep this many newest checkpoints (0 = keep all)."})
     load: Optional[str] = field(
-        default=None, metadata={"help": "Start from this checkpoint (run root or iter_* dir) when the run has none."})
+        default=None, metadata={"path": True, "help": "Start from this checkpoint (run root or iter_* dir) when the run has none."})
     load_optimizer: bool = field(
         default=True, metadata={"help": "Restore optimizer state from `load` (model-only checkpoints have none)."})
     reset_progress: bool = field(

@@ -14,7 +14,6 @@ and exits at the next step boundary, all ranks agreeing through an all-reduce.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 from pathlib import Path
@@ -29,8 +28,6 @@ from megatron_kanana.mcore import checkpoint as mcore_ckpt, runtime
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 
 log = get_logger(__name__)
-# dist_checkpointing reads its common state with torch.load; refuse anything but tensors and plain data.
-os.environ.setdefault("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
 
 
 class Checkpointer:

@@ -20,11 +20,12 @@ from megatron_kanana.config.section import ConfigError, Section
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(Section):
-    tokenizer: str = field(metadata={"help": "Tokenizer path (tokenizer.json, or a SentencePiece dir/model)."})
+    tokenizer: str = field(metadata={
+        "path": True, "help": "Tokenizer path (tokenizer.json, or a SentencePiece dir/model)."})
     mixture: Optional[str] = field(
-        default=None, metadata={"help": "Mixture YAML (stages of weighted dataset prefixes); None with an `sft` section."})
+        default=None, metadata={"path": True, "help": "Mixture YAML (stages of weighted dataset prefixes); None with an `sft` section."})
     data_root: Optional[str] = field(
-        default=None, metadata={"help": "Base directory of the mixture's relative dataset paths (overrides its data_root)."})
+        default=None, metadata={"path": True, "help": "Base directory of the mixture's relative dataset paths (overrides its data_root)."})
     stages: Optional[list[str]] = field(default=None, metadata={"help": "Stages to run in order; None = all."})
     stage_schedule: Literal["continue", "restart"] = field(
         default="continue", metadata={"help": "LR schedule across stages: one schedule, or one per stage."})

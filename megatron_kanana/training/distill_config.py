@@ -29,7 +29,8 @@ from megatron_kanana.models.shape import ModelShape
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig(Section):
-    teacher: str = field(metadata={"help": "Teacher checkpoint: a checkpoint dir, an iter_* dir or a run dir."})
+    teacher: str = field(metadata={
+        "path": True, "help": "Teacher checkpoint: a checkpoint dir, an iter_* dir or a run dir."})
     teacher_model: Optional[dict] = field(default=None, metadata={
         "help": "Teacher shape {preset: NAME, <field>: override}; default: the shape in its kanana.json."})
     temperature: float = field(default=1.0, metadata={

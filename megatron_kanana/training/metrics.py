@@ -9,7 +9,6 @@ trainer needs no rank checks. `kanana plot RUN_DIR` draws the JSONL.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -119,7 +118,7 @@ class MetricsLogger:
 
     def __init__(self, run_dir: str | Path, cfg: LoggingConfig, *, total_iterations: int,
                  flops_per_token: float | None = None, num_gpus: int = 1, start_iteration: int = 0,
-                 run_config: Mapping[str, Any] | None = None, rank: int | None = None,
+                 run_config: Mapping[str, Any] | None = None, rank: int = 0,
                  on_gpu: bool | None = None, run_name: str | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -128,7 +127,7 @@ class MetricsLogger:
         self.num_gpus = num_gpus
         self.on_gpu = _default_on_gpu() if on_gpu is None else on_gpu
         self.skipped_total = 0
-        self.active = (int(os.environ.get("RANK", "0")) if rank is None else rank) == 0
+        self.active = rank == 0  # one writer per run: the job's rank 0
         self._interval = _Interval()
         self._closed = False
         self.jsonl = self.tensorboard = self.wandb = self.progress = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,8 @@ import yaml
 
 from megatron_kanana.config.root import TrainConfig, load_config
 from megatron_kanana.config.section import ConfigError
+from megatron_kanana.log import set_log_rank
+from megatron_kanana.parallel.launch_env import LaunchEnv
 
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
 STATUS_FILE = "exit_status.json"  # why the last invocation stopped, for launchers that lose exit codes
@@ -48,15 +49,15 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"kanana train: config error: {e}", file=sys.stderr)
         return 2
-    under_launcher = "RANK" in os.environ or "SLURM_PROCID" in os.environ
+    env = LaunchEnv.detect()  # the one read of the launcher's variables
     nproc = args.nproc or cfg.parallel.model_parallel_size
     if args.dry_run:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
         print("launch: " + " ".join(launch_command(cfg, args.config, args.overrides, nproc)))
         return 0
-    if args.nproc and not under_launcher:
+    if args.nproc and not env.under_launcher:
         return _launch(cfg, args)
-    return _train(cfg)
+    return _train(cfg, env)
 
 
 def _launch(cfg: TrainConfig, args: argparse.Namespace) -> int:
@@ -70,27 +71,28 @@ def _launch(cfg: TrainConfig, args: argparse.Namespace) -> int:
     return code
 
 
-def _train(cfg: TrainConfig) -> int:
-    from megatron_kanana.training.trainer import Trainer
+def _train(cfg: TrainConfig, env: LaunchEnv) -> int:
+    from megatron_kanana.training.trainer import build_trainer
 
     from megatron_kanana.checkpointing.layout import CheckpointError
     from megatron_kanana.data.chat_template import TemplateError
     from megatron_kanana.posttrain.conversations import ConversationError
     from megatron_kanana.posttrain.sft_dataset import SFTDatasetError
 
+    set_log_rank(env.rank)
     try:
-        trainer = Trainer(cfg)
+        trainer = build_trainer(cfg, env)
     except (ConfigError, CheckpointError, SFTDatasetError, ConversationError, TemplateError) as e:
         # what the config points at (checkpoints, datasets, prompts, tokenizers) is checked when
         # the trainer is built; a mismatch there is the user's input, not a crash
-        print(f"kanana train: error (rank {os.environ.get('RANK', '0')}): {e}", file=sys.stderr)
+        print(f"kanana train: error (rank {env.rank}): {e}", file=sys.stderr)
         return 2
     try:
         reason = trainer.train()
     finally:
         trainer.close()
     status = {"diverged": 3, "signal": EXIT_RESUMABLE}.get(reason, 0)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if trainer.rt.rank == 0:
         (Path(cfg.run.output_dir) / STATUS_FILE).write_text(
             json.dumps({"reason": reason, "status": status, "step": trainer.step}))
     return status

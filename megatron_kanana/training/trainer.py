@@ -1,114 +1,91 @@
 """The training loop: stages of a mixture on megatron-core, with exact resume.
 
-    trainer = Trainer(config); trainer.train(); trainer.close()
+    trainer = build_trainer(config); trainer.train(); trainer.close()
 
 Per step: LR from the stage plan → this rank's micro-batches → megatron's
 schedule (forward/backward, gradient reduction) → NaN guard → optimizer step →
 metrics → maybe validate / save / stop. The data position and the LR are pure
 functions of the global step, so a resumed run repeats nothing and skips
-nothing.
+nothing. What is trained — the forward step, its losses, the datasets, frozen
+companion models — is the objective's (training/objectives/); the loop never asks.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from megatron_kanana.config.root import PAIR_MODES, TrainConfig
+from megatron_kanana.config.root import TrainConfig
 from megatron_kanana.log import get_logger
-from megatron_kanana.mcore import distill as mcore_distill, model as mcore_model, runtime, step as mcore_step
-from megatron_kanana.mcore.datasets import build_gpt_datasets
+from megatron_kanana.mcore import model as mcore_model, runtime, step as mcore_step
 from megatron_kanana.training.checkpointer import Checkpointer
-from megatron_kanana.training.data import collate, micro_batches
-from megatron_kanana.parallel.config import check_layout
-from megatron_kanana.training import distill_step
-from megatron_kanana.training.distill_step import make_distill_forward_step
-from megatron_kanana.training.fused_lm_step import select_forward_step
 from megatron_kanana.training.metrics import MetricsLogger
 from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
-from megatron_kanana.training.stages import StagePlan, plan_stages
-from megatron_kanana.posttrain import wiring as posttrain
-from megatron_kanana.posttrain.preference import pair_micro_batches, step_pair_micro_batches
-from megatron_kanana.posttrain.sft_step import make_sft_forward_step
+from megatron_kanana.training.objectives import Objective, build_objective
+from megatron_kanana.training.stages import StagePlan
 
 log = get_logger(__name__)
 
 
-def _injected_nan_steps() -> set[int]:
-    """Fault injection for tests and drills: KANANA_INJECT_NAN_AT_STEPS=3,4 makes the
-    loss of those (1-based) steps NaN as far as the NaN guard is concerned."""
-    raw = os.environ.get("KANANA_INJECT_NAN_AT_STEPS", "")
-    return {int(s) for s in raw.split(",") if s.strip()}
+def build_trainer(cfg: TrainConfig, env=None) -> "Trainer":
+    """runtime → objective → model → optimizer → companions → trainer, in the order that fixes
+    the RNG streams (a refactor that reorders these changes the initial weights).
+    `env`: the launch environment (parallel/launch_env.py; default: detected)."""
+    from megatron_kanana.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.data.tokenizer)
+    cfg.check(tokenizer.vocab_size)
+    objective = build_objective(cfg)
+    plan = objective.stage_plan()
+    rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed, env=env)
+    cfg.data.accumulation_steps(rt.layout.data)  # the global batch must split over DP ranks
+    Path(cfg.run.output_dir).mkdir(parents=True, exist_ok=True)
+    chunks = build_model(cfg, rt, objective)
+    optimizer = build_optimizer(cfg, chunks)
+    objective.attach(rt, chunks, tokenizer)
+    return Trainer(cfg, rt, chunks, optimizer, objective, plan, tokenizer)
+
+
+def build_model(cfg: TrainConfig, rt, objective: Objective) -> list:
+    """This rank's model chunks, changed by the objective, wrapped in megatron's DDP."""
+    tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, rt.device, bf16=cfg.optim.bf16)
+    chunks = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
+                                     kernels=objective.model_kernels())
+    objective.prepare_model(chunks)
+    return mcore_step.wrap_ddp(chunks, use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
+
+
+def build_optimizer(cfg: TrainConfig, chunks: list):
+    peak_lr = cfg.schedule.lr
+    return mcore_step.build_optimizer(chunks, mcore_step.OptimizerSettings(
+        lr=peak_lr, weight_decay=cfg.optim.decay_for(peak_lr), adam_beta1=cfg.optim.adam_beta1,
+        adam_beta2=cfg.optim.adam_beta2, adam_eps=cfg.optim.adam_eps, clip_grad=cfg.optim.clip_grad,
+        use_distributed_optimizer=cfg.optim.use_distributed_optimizer))
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
-        from megatron_kanana.data.tokenizer import load_tokenizer
-
-        self.cfg = cfg
+    def __init__(self, cfg: TrainConfig, rt, chunks: list, optimizer, objective: Objective, plan: StagePlan,
+                 tokenizer):
+        self.cfg, self.rt, self.chunks, self.optimizer = cfg, rt, chunks, optimizer
+        self.objective, self.plan, self.tokenizer = objective, plan, tokenizer
         self.run_dir = Path(cfg.run.output_dir)
-        self.tokenizer = load_tokenizer(cfg.data.tokenizer)
-        cfg.check(self.tokenizer.vocab_size)
-        self.mode = posttrain.mode(cfg)  # "pretrain", or the post-training section that is set
-        self.plan: StagePlan = posttrain.stage_plan(cfg) or plan_stages(cfg.data, cfg.schedule)
-        self.rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed)
-        cfg.data.accumulation_steps(self.rt.layout.data)  # the global batch must split over DP ranks
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, self.rt.device, bf16=cfg.optim.bf16)
-        student = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
-                                          kernels=cfg.model_kernels)
-        posttrain.prepare_model(cfg, student)
-        self.chunks = mcore_step.wrap_ddp(student, use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
-        peak_lr = cfg.schedule.lr
-        self.optimizer = mcore_step.build_optimizer(self.chunks, mcore_step.OptimizerSettings(
-            lr=peak_lr, weight_decay=cfg.optim.decay_for(peak_lr), adam_beta1=cfg.optim.adam_beta1,
-            adam_beta2=cfg.optim.adam_beta2, adam_eps=cfg.optim.adam_eps, clip_grad=cfg.optim.clip_grad,
-            use_distributed_optimizer=cfg.optim.use_distributed_optimizer))
-        self.forward_step = (make_sft_forward_step(cfg.optim.z_loss_coef) if cfg.sft
-                             else select_forward_step(cfg.model_kernels, cfg.optim.z_loss_coef))
-        self.loss_key, self.extra_keys = "lm loss", ("z loss",)
-        self.schedule_chunks = self.chunks  # what megatron's schedules run: the student, or student + teacher
-        self.valid_keys = {"lm loss": "lm loss"}  # validation: reported name -> loss-dict key
-        self.online = None  # online DPO's per-step batch source
-        if cfg.distill is not None:
-            self._add_teacher()
-        posttrain.configure(self)
-        layout_key = {"tp": self.rt.layout.tensor, "pp": self.rt.layout.pipeline, "dp": self.rt.layout.data,
-                      "vpp": self.rt.layout.virtual_pipeline}
-        self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, self.rt.rank, layout_key,
-                                         on_gpu=self.rt.device == "cuda", load_state=posttrain.load_state(cfg),
-                                         loadable_kinds=posttrain.loadable_kinds(cfg))
+        layout_key = {"tp": rt.layout.tensor, "pp": rt.layout.pipeline, "dp": rt.layout.data,
+                      "vpp": rt.layout.virtual_pipeline}
+        self.checkpointer = Checkpointer(cfg.checkpoint, self.run_dir, rt.rank, layout_key,
+                                         on_gpu=rt.device == "cuda", load_state=objective.load_state(),
+                                         loadable_kinds=objective.loadable_kinds)
         self.nan_guard = NanGuard(cfg.run.max_consecutive_nan_steps)
-        self._nan_fault_steps = _injected_nan_steps()
-        self.step = self.plan.first_step(self.plan.start_index)  # global step: steps finished so far
+        self._nan_fault_steps = set(cfg.run.inject_nan_at_steps)
+        self.step = plan.first_step(plan.start_index)  # global step: steps finished so far
         self.consumed_tokens = 0
         self._resume()
-        self.metrics = MetricsLogger(self.run_dir, cfg.logging, total_iterations=self.plan.end_step,
+        self.metrics = MetricsLogger(self.run_dir, cfg.logging, total_iterations=plan.end_step,
                                      flops_per_token=cfg.model.flops_per_token(cfg.data.seq_length),
-                                     num_gpus=self.rt.world_size, start_iteration=self.step,
-                                     run_config=cfg.to_dict(), rank=self.rt.rank,
-                                     on_gpu=self.rt.device == "cuda")
+                                     num_gpus=rt.world_size, start_iteration=self.step,
+                                     run_config=cfg.to_dict(), rank=rt.rank, on_gpu=rt.device == "cuda")
         self._datasets: dict[int, tuple] = {}
-
-    def _add_teacher(self) -> None:
-        """Distillation: a frozen teacher beside the student, stage by stage (mcore/distill.py)."""
-        distill = self.cfg.distill
-        shape = distill.teacher_shape()
-        check_layout(self.cfg.parallel, shape, self.rt.world_size, self.rt.device)
-        directory = distill.teacher_checkpoint()
-        kernels = self.cfg.model_kernels  # the teacher's LM head matches the student's (fused or not)
-        teacher = mcore_distill.build_teacher(shape, self.cfg.parallel, self.rt.device, directory,
-                                              seq_length=self.cfg.data.seq_length, bf16=self.cfg.optim.bf16,
-                                              kernels=kernels)
-        self.schedule_chunks = mcore_distill.pair_stages(self.chunks, teacher)
-        self.forward_step = make_distill_forward_step(distill, self.cfg.optim.z_loss_coef, kernels)
-        self.loss_key, self.extra_keys = distill_step.LOSS_KEY, distill_step.EXTRA_KEYS
-        log.info(f"distilling from {directory} (teacher: {shape.num_layers} layers × {shape.hidden_size}, "
-                 f"T={distill.temperature}, kl_weight={distill.kl_weight}, lm_loss_weight={distill.lm_loss_weight}, "
-                 f"LM head {kernels.lm_head_loss})")
 
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -129,7 +106,7 @@ class Trainer:
         return {"train_state": {"step": self.step, "consumed_tokens": self.consumed_tokens,
                                 "nan_guard": self.nan_guard.state_dict()},
                 "config": self.cfg.to_dict(), "model": self.cfg.model.to_dict(),
-                "model_kind": posttrain.model_kind(self.cfg),
+                "model_kind": self.objective.model_kind,
                 "tokenizer": str(self.cfg.data.tokenizer), "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
     def save(self) -> None:
@@ -137,21 +114,8 @@ class Trainer:
 
     # -- data ------------------------------------------------------------------------------
     def _stage_datasets(self, index: int):
-        if index not in self._datasets and self.mode != "pretrain":
-            self._datasets = {index: posttrain.datasets(self.cfg, self.plan, index, self.tokenizer.fingerprint)}
-        if index not in self._datasets:
-            stage, data = self.plan.stages[index], self.cfg.data
-            cache = self.run_dir / "data_cache"
-            train, _ = build_gpt_datasets(stage.blend, seq_length=data.seq_length, seed=self.cfg.run.seed,
-                                          tokenizer=self.tokenizer, num_train_samples=stage.steps * data.global_batch_size,
-                                          num_valid_samples=0, split=data.split, cache_dir=cache)
-            valid = {}
-            if data.eval_samples and data.split[1] > 0:
-                for category, blend in sorted(stage.categories.items()):
-                    _, valid[category] = build_gpt_datasets(
-                        blend, seq_length=data.seq_length, seed=self.cfg.run.seed, tokenizer=self.tokenizer,
-                        num_train_samples=1, num_valid_samples=data.eval_samples, split=data.split, cache_dir=cache)
-            self._datasets = {index: (train, valid)}  # keep one stage's datasets alive at a time
+        if index not in self._datasets:  # keep one stage's datasets alive at a time
+            self._datasets = {index: self.objective.datasets(index, self.plan)}
         return self._datasets[index]
 
     # -- loop ------------------------------------------------------------------------------
@@ -184,9 +148,10 @@ class Trainer:
         mcore_step.set_learning_rate(self.optimizer, lr)
         batches, extra = self._step_batches(stage_index, stage_step)
         start = time.perf_counter()
-        result = mcore_step.train_step(self.schedule_chunks, self.optimizer, self.forward_step, batches,
-                                       data.micro_batch_size, data.seq_length, loss_key=self.loss_key,
-                                       extra_keys=self.extra_keys, should_step=self._loss_is_good)
+        objective = self.objective
+        result = mcore_step.train_step(objective.schedule_chunks, self.optimizer, objective.forward_step, batches,
+                                       data.micro_batch_size, data.seq_length, loss_key=objective.loss_key,
+                                       extra_keys=objective.extra_keys, should_step=self._loss_is_good)
         if self.rt.device == "cuda":
             torch.cuda.synchronize()  # the step's kernels are queued; time them in this step
         seconds = time.perf_counter() - start
@@ -202,11 +167,8 @@ class Trainer:
 
     def _step_batches(self, stage_index: int, stage_step: int) -> tuple[list[dict], dict]:
         """This rank's micro-batches for the step, and extra metrics (online DPO's sampling)."""
-        if self.online is not None:
-            return self.online.step_batches(self.step, self.chunks, self.plan.end_step)
         train, _ = self._stage_datasets(stage_index)
-        select = step_pair_micro_batches if self.mode in PAIR_MODES else micro_batches
-        return select(train, stage_step, self.cfg.data, runtime.data_rank(), self.rt.layout.data), {}
+        return self.objective.step_batches(train, stage_step, self.step, self.chunks)
 
     def _loss_is_good(self, loss: float) -> bool:
         if self.step + 1 in self._nan_fault_steps:
@@ -241,34 +203,21 @@ class Trainer:
         for chunk in self.chunks:
             chunk.eval()
         for category, dataset in valid.items():
-            dp, rank = self.rt.layout.data, runtime.data_rank()
-            batches = self._validation_batches(dataset, dp, rank)
+            batches = self.objective.validation_batches(dataset)
             if not batches:
                 continue
             with torch.no_grad():
-                dicts = mcore_step.run_schedule(self.schedule_chunks, self.forward_step, batches, data.micro_batch_size,
-                                                data.seq_length, forward_only=True)
-            for name, key in self.valid_keys.items():
+                dicts = mcore_step.run_schedule(self.objective.schedule_chunks, self.objective.forward_step, batches,
+                                                data.micro_batch_size, data.seq_length, forward_only=True)
+            for name, key in self.objective.valid_keys.items():
                 label = category if name == "lm loss" else name  # post-training holds one held-out set
                 losses[label] = mcore_step.average_losses(dicts, key)
         for chunk in self.chunks:
             chunk.train()
         return losses
 
-    def _validation_batches(self, dataset, dp: int, rank: int) -> list[dict]:
-        """This data-parallel rank's equal share of a validation set, in whole micro-batches
-        (pair modes: rows of whole pairs, like their training batches)."""
-        mbs = self.cfg.data.micro_batch_size
-        if self.mode in PAIR_MODES:
-            per_rank = max(1, 2 * len(dataset) // dp) // mbs * mbs
-            return pair_micro_batches(dataset, rank * per_rank // 2, per_rank, mbs) if per_rank else []
-        per_rank = max(1, len(dataset) // dp) // mbs * mbs
-        samples = [dataset[i] for i in range(rank * per_rank, (rank + 1) * per_rank)]
-        return [collate(samples[i:i + mbs]) for i in range(0, per_rank, mbs)]
-
     def close(self) -> None:
-        if self.online is not None:
-            self.online.close()
+        self.objective.close()
         self.checkpointer.finalize()
         self.metrics.close()
         runtime.shutdown()

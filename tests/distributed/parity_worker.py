@@ -7,6 +7,10 @@ step 1 as dist checkpoints. Any other tag loads those initial weights (resharded
 to its layout), runs the same global batch, and compares loss, gradients and
 the loss after one optimizer step with the reference. Results go to
 DIR/<tag>.json.
+
+The step is the trainer's own: the production LM forward step (training/fused_lm_step.py
+picks the fused or unfused LM head, `--lm-head`) with its vocab-parallel cross-entropy
+and z-loss, through the same megatron schedule, DDP and distributed optimizer.
 """
 from __future__ import annotations
 
@@ -19,8 +23,11 @@ import torch
 from megatron_kanana.mcore import checkpoint, model as mcore_model, runtime, step
 from megatron_kanana.models import get_preset
 from megatron_kanana.parallel import ParallelConfig
+from megatron_kanana.training.fused_lm_step import select_forward_step
+from megatron_kanana.training.kernels_config import KernelsConfig
 
 GLOBAL_BATCH, SEQ = 4, 32
+Z_LOSS = 1e-3  # large enough that a z-loss bug moves the gradients past the tolerance
 
 
 def global_batch(vocab: int) -> list[dict]:
@@ -48,6 +55,7 @@ def main() -> None:
     p.add_argument("--preset", default="tiny")
     p.add_argument("--workdir", required=True)
     p.add_argument("--tag", required=True)
+    p.add_argument("--lm-head", choices=("fused", "unfused"), default="unfused")
     args = p.parse_args()
     workdir = Path(args.workdir)
     shape = get_preset(args.preset)
@@ -55,7 +63,9 @@ def main() -> None:
                               virtual_pipeline_model_parallel_size=args.vpp)
     rt = runtime.initialize(parallel, shape, seed=1234)
     config = mcore_model.transformer_config(shape, parallel, rt.device)
-    chunks = step.wrap_ddp(mcore_model.build_model(shape, config), use_distributed_optimizer=True)
+    kernels = KernelsConfig(lm_head_loss=args.lm_head)
+    forward_step = select_forward_step(kernels, Z_LOSS)
+    chunks = step.wrap_ddp(mcore_model.build_model(shape, config, kernels=kernels), use_distributed_optimizer=True)
     optimizer = step.build_optimizer(chunks, step.OptimizerSettings(lr=1e-3, weight_decay=0.1))
     reference = args.tag == "ref"
     if reference:
@@ -63,7 +73,7 @@ def main() -> None:
     else:
         checkpoint.load_model(chunks, workdir / "init")
 
-    dp, dp_rank = rt.layout.data, runtime.data_rank()
+    dp, dp_rank = rt.layout.data, rt.data_rank
     per_rank = GLOBAL_BATCH // dp
     micro_batches = global_batch(shape.vocab_size)[dp_rank * per_rank:(dp_rank + 1) * per_rank]
     grads = {}
@@ -74,10 +84,10 @@ def main() -> None:
             if reference:
                 checkpoint.save_model(chunks, workdir / "grads_ref")
 
-    first = step.train_step(chunks, optimizer, step.gpt_forward_step, micro_batches, 1, SEQ,
+    first = step.train_step(chunks, optimizer, forward_step, micro_batches, 1, SEQ, extra_keys=("z loss",),
                             force_all_reduce=True, before_optimizer=snapshot_grads)
-    second = step.train_step(chunks, optimizer, step.gpt_forward_step, micro_batches, 1, SEQ)
-    result = {"loss1": first.loss, "loss2": second.loss, "grad_norm": first.grad_norm,
+    second = step.train_step(chunks, optimizer, forward_step, micro_batches, 1, SEQ)
+    result = {"loss1": first.loss, "z_loss1": first.extra["z loss"], "loss2": second.loss, "grad_norm": first.grad_norm,
               "world_size": rt.world_size, "dp": dp}
     if not reference:
         checkpoint.load_model(chunks, workdir / "grads_ref")  # reference grads, resharded to this layout

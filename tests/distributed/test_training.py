@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import cpu_env
+from tests.distributed.launch import cpu_env, python
 from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import make_inputs, write_config
 
@@ -64,6 +64,39 @@ def test_resume_is_bit_exact_across_a_stage_boundary(inputs, straight):
     assert expected[-1][1] < expected[0][1]
     validation = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if '"validation"' in l]
     assert {"en", "ko"} <= set(validation[-1]["losses"])
+
+
+def test_a_checkpoint_from_before_the_objective_refactor_resumes_bit_exactly(inputs, straight):
+    """fixtures/pretrain_tp2_step3: step 3 of this straight run, saved by the trainer as it was
+    before training objectives became modules (fixtures/README.md). Resumed today, steps 4-6
+    (across the stage boundary) are the straight run's, bit for bit."""
+    import shutil
+
+    run = inputs / "old_checkpoint"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "pretrain_tp2_step3" / "checkpoints", run / "checkpoints")
+    train(write_config(inputs, run, parallel={"tensor_model_parallel_size": 2}))
+    assert losses(run) == losses(straight)[3:]
+
+
+IN_PROCESS = """
+import sys
+from megatron_kanana.config.root import load_config
+from megatron_kanana.training.trainer import build_trainer
+
+trainer = build_trainer(load_config(sys.argv[1], sys.argv[2:]))
+try:
+    assert trainer.train() == "done"
+finally:
+    trainer.close()
+"""
+
+
+def test_a_trainer_built_in_process_trains_the_stored_curve(inputs):
+    """build_trainer composes runtime → objective → model → optimizer → trainer without the CLI;
+    one process, the configuration of the session's base run (conftest.preference_root)."""
+    run = inputs / "in_process"
+    python(["-c", IN_PROCESS, str(write_config(inputs, run)), *STEPS])
+    check_curve("pretrain_base_tp1", run)
 
 
 def test_resume_at_another_layout(inputs, straight):

@@ -24,6 +24,7 @@ from megatron_kanana.checkpointing import layout
 from megatron_kanana.mcore import checkpoint, model as mcore_model, runtime, step
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel import ParallelConfig
+from megatron_kanana.training.lm_step import make_forward_step
 
 from tests.tools.tokens import BATCH, SEQ, tokens_for
 
@@ -61,7 +62,7 @@ def logits_task(task: dict) -> None:
 
     with torch.no_grad():
         results = step.run_schedule(chunks, forward_step, [batch], BATCH, SEQ, forward_only=True)
-    if results and runtime.tensor_rank() == 0 and runtime.data_rank() == 0:
+    if results and runtime.tensor_rank() == 0 and rt.data_rank == 0:
         torch.save(results[0]["logits"], task["out"])
 
 
@@ -73,7 +74,7 @@ def train_task(task: dict) -> None:
     data = tokens_for(shape.vocab_size)
     micro = [{"tokens": row[None, :-1], "labels": row[None, 1:], "loss_mask": torch.ones(1, SEQ),
               "position_ids": torch.arange(SEQ)[None]} for row in data]
-    result = step.train_step(chunks, optimizer, step.gpt_forward_step, micro, 1, SEQ)
+    result = step.train_step(chunks, optimizer, make_forward_step(z_loss_coef=0.0), micro, 1, SEQ)
     if rt.rank == 0:
         Path(task["out"]).write_text(json.dumps({"loss": result.loss, "grad_norm": result.grad_norm,
                                                  "update_successful": result.update_successful}))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from megatron_kanana.training.objectives import objective_class
 from megatron_kanana.config.root import TrainConfig, load_config
 from megatron_kanana.config.section import ConfigError
 from megatron_kanana.posttrain.dpo import DPOConfig, check_reference_tokenizer
@@ -21,7 +22,7 @@ def config(tmp_path: Path, dpo: dict | None, **data) -> TrainConfig:
 def test_a_dpo_config_passes_its_checks(tmp_path):
     cfg = config(tmp_path, {"data_prefixes": ["p"], "seq_length": 64, "beta": 0.2})
     cfg.check()
-    assert cfg.model_kernels.lm_head_loss == "unfused"  # the loss needs logits
+    assert objective_class(cfg)(cfg).model_kernels().lm_head_loss == "unfused"  # the loss needs logits
     assert (cfg.dpo.beta, cfg.dpo.sft_loss_weight, cfg.dpo.reference) == (0.2, 0.0, None)
 
 

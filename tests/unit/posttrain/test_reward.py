@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from megatron_kanana.training.objectives import objective_class
 from megatron_kanana.checkpointing.layout import META
 from megatron_kanana.config.root import TrainConfig
 from megatron_kanana.config.section import ConfigError
@@ -55,7 +56,7 @@ def base_config(**sections) -> dict:
 def test_reward_section_and_exactly_one_mode():
     cfg = TrainConfig.from_dict(base_config(reward={"data_prefixes": ["p"], "seq_length": 64}))
     cfg.check()
-    assert cfg.model_kernels.lm_head_loss == "unfused"
+    assert objective_class(cfg)(cfg).model_kernels().lm_head_loss == "unfused"
     with pytest.raises(ConfigError, match=r"exactly one of .*set: \['sft', 'reward'\]"):
         TrainConfig.from_dict(base_config(reward={"data_prefixes": ["p"], "seq_length": 64},
                                           sft={"data_prefixes": ["p"], "seq_length": 64})).check()
