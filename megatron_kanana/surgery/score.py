@@ -25,6 +25,7 @@ from pathlib import Path
 from megatron_kanana.checkpointing import layout
 from megatron_kanana.config.root import TrainConfig, load_config
 from megatron_kanana.config.section import ConfigError
+from megatron_kanana.parallel.launch_env import LaunchEnv
 from megatron_kanana.log import get_logger
 from megatron_kanana.surgery import importance as imp
 from megatron_kanana.surgery.scores_file import write_scores
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, layout.CheckpointError) as e:
         print(f"kanana prune-score: error: {e}", file=sys.stderr)
         return 2
-    if args.nproc and "RANK" not in os.environ and "SLURM_PROCID" not in os.environ:
+    if args.nproc and not LaunchEnv.detect().under_launcher:
         return subprocess.call(_launch_command(args))
     try:
         score(cfg, aggregation_from(args), args.batches, args.output, stage=args.stage)
