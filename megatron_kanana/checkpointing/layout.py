@@ -89,7 +89,13 @@ def read_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / META
     if not path.exists():
         raise CheckpointError(f"{directory} has no {META}: not a complete megatron_kanana checkpoint")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
 
 
 def check_model_kind(meta: dict[str, Any], directory: Path, allowed: tuple[str, ...], use: str) -> None:
