@@ -98,6 +98,19 @@ def read_meta(directory: Path) -> dict[str, Any]:
     return meta
 
 
+def recorded_tokenizer(meta: dict[str, Any], directory: Path) -> str:
+    """The tokenizer a checkpoint records, as a path: absolute as a training run records it, or
+    relative to the checkpoint directory, where convert / upscale-depth / prune copy it. Never
+    resolved against the current directory, which may hold some other `tokenizer/`."""
+    recorded = meta.get("tokenizer")
+    if not recorded:
+        raise CheckpointError(f"{directory}/{META} records no tokenizer; pass one with --tokenizer")
+    path = Path(recorded) if Path(recorded).is_absolute() else Path(directory) / recorded
+    if not path.exists():
+        raise CheckpointError(f"{directory}: its tokenizer {path} is missing; pass one with --tokenizer")
+    return str(path)
+
+
 def check_model_kind(meta: dict[str, Any], directory: Path, allowed: tuple[str, ...], use: str) -> None:
     """The checkpoint holds a model of an `allowed` kind ("lm" — also every checkpoint written
     before kinds were recorded — or "reward"): a reward model's trunk loads into an LM's
