@@ -44,6 +44,7 @@ _ALLOWED: dict[str, frozenset[str]] = {
                         "uint8", "bool", "strided", "contiguous_format", "channels_last", "preserve_format",
                         "channels_last_3d", "float8_e4m3fn", "float8_e5m2", "complex64", "complex128"}),
     "collections": frozenset({"OrderedDict", "defaultdict"}),
+    "pathlib": frozenset({"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath"}),  # storage_meta's id
     "builtins": frozenset({"set", "frozenset", "slice", "tuple", "list", "dict", "int", "float", "str", "bytes",
                            "bool", "complex"}),
 }

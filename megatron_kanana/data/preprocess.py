@@ -13,17 +13,19 @@ the tokenizer's fingerprint and the largest id, so training can check them cheap
 """
 from __future__ import annotations
 
+import gzip
 import multiprocessing as mp
 import os
 import shutil
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from megatron_kanana.data.indexed_datasets import EmptyDatasetError, write_meta
-from megatron_kanana.data.jsonl_reader import (InputReport, Shard, expand_inputs, is_compressed, plan_shards,
+from megatron_kanana.data.jsonl_reader import (BadInputError, InputReport, Shard, expand_inputs, is_compressed, plan_shards,
                                                shard_documents)
 from megatron_kanana.data.tokenizer import load_tokenizer
 from megatron_kanana.log import get_logger
@@ -101,12 +103,15 @@ def _process_shard(shard: Shard, out_prefix: str) -> ShardResult:
             _WORKER["progress"].value += batch_bytes
         batch, batch_bytes = [], 0
 
-    for text, nbytes in shard_documents(shard, _WORKER["json_key"], result.report, _WORKER["strict"], lines):
-        batch.append(text)
-        batch_bytes += nbytes
-        result.bytes_read += nbytes
-        if batch_bytes >= BATCH_BYTES:
-            flush()
+    try:
+        for text, nbytes in shard_documents(shard, _WORKER["json_key"], result.report, _WORKER["strict"], lines):
+            batch.append(text)
+            batch_bytes += nbytes
+            result.bytes_read += nbytes
+            if batch_bytes >= BATCH_BYTES:
+                flush()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # the decompressor does not say which file
+        raise BadInputError(f"{shard.path}: truncated or corrupt compressed file ({e})") from None
     if batch:
         flush()
     builder.finalize(out_prefix + ".idx")

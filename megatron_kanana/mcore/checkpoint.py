@@ -15,6 +15,7 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.api import CheckpointException
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.strategies import torch as megatron_torch_strategy
 from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
@@ -69,10 +70,21 @@ def load(sharded_state_dict: dict, directory: str | Path) -> dict:
         return dist_checkpointing.load(sharded_state_dict, str(directory), common_strategy=_SafeCommonLoadStrategy())
     except CheckpointError:
         raise
-    except (FileNotFoundError, EOFError, CheckpointingException, RuntimeError) as e:
+    except (FileNotFoundError, EOFError, CheckpointingException, CheckpointException, RuntimeError) as e:
         # a deleted or truncated shard: torch reports it per rank, without the checkpoint's name
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{directory}: cannot read the checkpoint (missing or truncated shard?): {first}") from e
+        raise CheckpointError(f"{directory}: cannot read the checkpoint (missing or truncated shard?): "
+                              f"{_root_cause(e)}") from None
+
+
+def _root_cause(e: BaseException) -> str:
+    """The first rank's own error inside torch DCP's per-rank CheckpointException, on one line."""
+    if isinstance(e, CheckpointException) and e.failures:
+        cause = next(iter(e.failures.values()))[0]
+        if isinstance(cause, CheckpointError):
+            raise cause from None  # our own reader refused something: its message says what
+        e = cause
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
 
 
 def model_sharded_state_dict(chunks: list[torch.nn.Module]) -> dict:
