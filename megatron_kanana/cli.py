@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(rest)
     outputs = errors.OutputGuard.of(args)
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
     except errors.USER_ERRORS as e:
         outputs.clean()
         if os.environ.get("KANANA_DEBUG") == "1":
@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         outputs.clean()
         raise
+    if code != 0:  # the command reported its own failure
+        outputs.clean()
+    return code
 
 
 if __name__ == "__mp_main__" and "TORCHELASTIC_RUN_ID" in os.environ:

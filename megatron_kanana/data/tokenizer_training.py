@@ -180,8 +180,11 @@ def run(args) -> int:
     for file in args.input:
         if not Path(file).is_file():
             raise ValueError(f"--input {file}: no such file")
-    lines, stats = sample_bilingual(training_lines(args.input, args.json_key), args.korean_ratio,
-                                    args.max_lines, args.seed)
+    try:
+        lines, stats = sample_bilingual(training_lines(args.input, args.json_key), args.korean_ratio,
+                                        args.max_lines, args.seed)
+    except ValueError as e:
+        raise ValueError(f"--input {' '.join(args.input)}: {e}") from None
     if not lines:
         raise ValueError(f"--input {' '.join(args.input)}: no text to train on")
     print(f"training on {stats.lines} lines, {stats.korean_chars} Korean + {stats.english_chars} English "
