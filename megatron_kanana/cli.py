@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"kanana {name}: error: {errors.describe(e)}", file=sys.stderr)
         return 2
-    except BaseException:
+    except Exception:  # a bug: still no half-written output (an interrupt, like a kill, leaves it for the rerun)
         outputs.clean()
         raise
     if code != 0:  # the command reported its own failure
