@@ -5,12 +5,20 @@
 Each subcommand lives in the module that owns its concept and exposes
 `add_arguments(parser)` and `run(args) -> int`. Modules are imported only when
 their subcommand runs, so `kanana model-info` never pays megatron-core's import.
+
+This is the error boundary: the project's errors, and the third-party errors a
+bad input file causes, become one line `kanana CMD: error: ...` and exit 2,
+with the traceback only under KANANA_DEBUG=1; what the failed command had
+started to write (OUT.partial, a new empty output directory) is removed.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from megatron_kanana import errors
 
 # name -> (module, one-line help). Keep sorted by name.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -65,7 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"kanana {name}", description=help_)
     module.add_arguments(parser)
     # intermixed: `kanana train CONFIG --nproc 2 key=value` keeps positional overrides after options
-    return int(module.run(parser.parse_intermixed_args(rest)) or 0)
+    args = parser.parse_intermixed_args(rest)
+    outputs = errors.OutputGuard.of(args)
+    try:
+        code = int(module.run(args) or 0)
+    except errors.USER_ERRORS as e:
+        outputs.clean()
+        if os.environ.get("KANANA_DEBUG") == "1":
+            raise
+        print(f"kanana {name}: error: {errors.describe(e)}", file=sys.stderr)
+        return 2
+    except Exception:  # a bug: still no half-written output (an interrupt, like a kill, leaves it for the rerun)
+        outputs.clean()
+        raise
+    if code != 0:  # the command reported its own failure
+        outputs.clean()
+    return code
 
 
 def _run_demo(argv: list[str]) -> int:
@@ -82,6 +105,12 @@ def _run_demo(argv: list[str]) -> int:
     sys.argv = [str(script), *argv]
     return int(runpy.run_path(str(script), run_name="kanana_demo")["main"](argv) or 0)
 
+if __name__ == "__mp_main__" and "TORCHELASTIC_RUN_ID" in os.environ:
+    # a process spawned by a training worker (megatron's async writer starts a Manager server)
+    # imports this module as __mp_main__: it must not outlive the worker (training/launcher.py)
+    from megatron_kanana.training.launcher import die_with_parent
+
+    die_with_parent()
 
 if __name__ == "__main__":
     sys.exit(main())

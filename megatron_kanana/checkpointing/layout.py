@@ -89,7 +89,26 @@ def read_meta(directory: Path) -> dict[str, Any]:
     path = Path(directory) / META
     if not path.exists():
         raise CheckpointError(f"{directory} has no {META}: not a complete megatron_kanana checkpoint")
-    return json.loads(path.read_text())
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found {type(meta).__name__}")
+    return meta
+
+
+def recorded_tokenizer(meta: dict[str, Any], directory: Path) -> str:
+    """The tokenizer a checkpoint records, as a path: absolute as a training run records it, or
+    relative to the checkpoint directory, where convert / upscale-depth / prune copy it. Never
+    resolved against the current directory, which may hold some other `tokenizer/`."""
+    recorded = meta.get("tokenizer")
+    if not recorded:
+        raise CheckpointError(f"{directory}/{META} records no tokenizer; pass one with --tokenizer")
+    path = Path(recorded) if Path(recorded).is_absolute() else Path(directory) / recorded
+    if not path.exists():
+        raise CheckpointError(f"{directory}: its tokenizer {path} is missing; pass one with --tokenizer")
+    return str(path)
 
 
 def check_model_kind(meta: dict[str, Any], directory: Path, allowed: tuple[str, ...], use: str) -> None:

@@ -3,10 +3,15 @@
 The trainer calls `check_nonempty(prefix)` on every dataset before handing it to
 megatron-core: a dataset with zero tokens makes GPTDataset loop forever while it
 counts epochs, so it is refused here with an error naming the file.
+
+`kanana preprocess` also writes PREFIX.meta.json: the tokenizer's fingerprint and
+the largest token id, so training can refuse data of another tokenizer without
+reading the tokens (data/pretrain_check.py). Datasets written before it have none.
 """
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 from megatron_kanana.mcore.indexed import IndexSummary, read_summary
@@ -18,6 +23,33 @@ class DatasetError(ValueError):
 
 class EmptyDatasetError(DatasetError):
     """An indexed dataset holds no tokens."""
+
+
+META_SUFFIX = ".meta.json"
+
+
+def write_meta(prefix: str, tokenizer, max_token_id: int) -> None:
+    """The tokenizer and id range of PREFIX (written before the .idx, so a complete dataset has it)."""
+    meta = {"format": "kanana-indexed-1", "tokenizer": tokenizer.path, "tokenizer_fingerprint": tokenizer.fingerprint,
+            "vocab_size": tokenizer.vocab_size, "max_token_id": int(max_token_id)}
+    tmp = prefix + META_SUFFIX + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1)
+    os.replace(tmp, prefix + META_SUFFIX)
+
+
+def read_meta(prefix: str) -> dict | None:
+    """PREFIX.meta.json, or None for a dataset written before it existed."""
+    path = prefix + META_SUFFIX
+    if not os.path.isfile(path):
+        return None
+    try:
+        meta = json.loads(open(path, encoding="utf-8").read())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}: expected a JSON object")
+    return meta
 
 
 def is_complete(prefix: str) -> bool:

@@ -184,8 +184,11 @@ def stage_blends(mixture: Mixture, data_root: str | None = None) -> dict[str, li
                 continue
             prefixes = source_datasets(mixture, source, data_root)
             if not prefixes:
+                where = mixture.resolve(source.path, data_root)
+                halves = [where + s for s in (".bin", ".idx") if os.path.isfile(where + s)]
+                found = f" (only {halves[0]} exists: an incomplete dataset)" if halves else ""
                 raise DatasetError(f"stage {stage.name}: source {source.path}: no dataset found at "
-                                   f"{mixture.resolve(source.path, data_root)}(.bin/.idx)")
+                                   f"{where}(.bin/.idx){found}")
             tokens = [check_nonempty(p).num_tokens for p in prefixes]
             pairs += [(p, share * t / sum(tokens)) for p, t in zip(prefixes, tokens)]
         blends[stage.name] = pairs

@@ -8,20 +8,24 @@ a temporary directory; nothing but a small tally travels back to the parent, so 
 single writer falls behind and no queue of token lists grows with the input. At the end
 the partials are concatenated in input order (so the output does not depend on the
 worker count) and renamed into place, .idx last: an interrupted run leaves only the
-temporary directory, never a dataset that looks complete.
+temporary directory, never a dataset that looks complete. PREFIX.meta.json records
+the tokenizer's fingerprint and the largest id, so training can check them cheaply.
 """
 from __future__ import annotations
 
+import gzip
 import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from megatron_kanana.data.indexed_datasets import EmptyDatasetError
-from megatron_kanana.data.jsonl_reader import (InputReport, Shard, expand_inputs, is_compressed, plan_shards,
+from megatron_kanana.data.indexed_datasets import EmptyDatasetError, write_meta
+from megatron_kanana.data.jsonl_reader import (BadInputError, InputReport, Shard, expand_inputs, is_compressed, plan_shards,
                                                shard_documents)
 from megatron_kanana.data.tokenizer import load_tokenizer
 from megatron_kanana.log import get_logger
@@ -37,6 +41,7 @@ class ShardResult:
     index: int
     documents: int = 0
     tokens: int = 0
+    max_token_id: int = -1
     bytes_read: int = 0
     lines: int = 0
     report: InputReport = field(default_factory=InputReport)
@@ -91,17 +96,22 @@ def _process_shard(shard: Shard, out_prefix: str) -> ShardResult:
                 ids.append(tok.eod)
             builder.add_document(ids, [len(ids)])
             result.tokens += len(ids)
+            if ids:
+                result.max_token_id = max(result.max_token_id, max(ids))
         result.documents += len(batch)
         with _WORKER["progress"].get_lock():
             _WORKER["progress"].value += batch_bytes
         batch, batch_bytes = [], 0
 
-    for text, nbytes in shard_documents(shard, _WORKER["json_key"], result.report, _WORKER["strict"], lines):
-        batch.append(text)
-        batch_bytes += nbytes
-        result.bytes_read += nbytes
-        if batch_bytes >= BATCH_BYTES:
-            flush()
+    try:
+        for text, nbytes in shard_documents(shard, _WORKER["json_key"], result.report, _WORKER["strict"], lines):
+            batch.append(text)
+            batch_bytes += nbytes
+            result.bytes_read += nbytes
+            if batch_bytes >= BATCH_BYTES:
+                flush()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:  # the decompressor does not say which file
+        raise BadInputError(f"{shard.path}: truncated or corrupt compressed file ({e})") from None
     if batch:
         flush()
     builder.finalize(out_prefix + ".idx")
@@ -199,6 +209,7 @@ def preprocess(inputs: list[str], tokenizer_path: str, output_prefix: str, worke
         parts = [os.path.join(tmpdir, f"part-{r.index:06d}") for r in results if r.documents]
         write_merged(parts, os.path.join(tmpdir, "all.bin"), os.path.join(tmpdir, "all.idx"),
                      np.dtype(tok.index_dtype_name()).type)
+        write_meta(output_prefix, tok, max(r.max_token_id for r in results))
         install(os.path.join(tmpdir, "all.bin"), os.path.join(tmpdir, "all.idx"), output_prefix)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -224,8 +235,8 @@ def run(args) -> int:
         result = preprocess(args.input, args.tokenizer, args.output_prefix, args.workers, args.json_key,
                             args.append_eod, args.strict, args.overwrite, args.shard_mb)
     except (ValueError, FileExistsError, OSError) as e:
-        print(f"kanana preprocess: error: {e}")
-        return 1
+        print(f"kanana preprocess: error: {e}", file=sys.stderr)
+        return 2
     print(result.summary())
     if result.report.total:
         counts = ", ".join(f"{n} {p.replace('_', ' ')}" for p, n in result.report.counts.items() if n)

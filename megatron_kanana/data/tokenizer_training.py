@@ -150,7 +150,8 @@ def train_sentencepiece(lines: list[str], vocab_size: int, output_dir: Path, num
             train_extremely_large_corpus=False,
         )
     except RuntimeError as e:
-        raise ValueError(f"SentencePiece training failed: {e}") from None
+        # e.g. "Vocabulary size is too high": the input has fewer distinct pieces than --vocab-size
+        raise ValueError(f"SentencePiece training failed for {output_dir}: {str(e).strip().splitlines()[-1]}") from None
     finally:
         rule_file.unlink(missing_ok=True)
     target = output_dir / "tokenizer.model"
@@ -171,15 +172,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    # errors are ValueErrors: cli.py prints them and removes the output directory if it is new and empty
     if not 0.0 <= args.korean_ratio <= 1.0:
-        raise SystemExit(f"--korean-ratio must be in [0, 1], got {args.korean_ratio}")
+        raise ValueError(f"--korean-ratio must be in [0, 1], got {args.korean_ratio}")
     if args.vocab_size < 300:
-        raise SystemExit(f"--vocab-size must be at least 300 (256 byte pieces + specials), got {args.vocab_size}")
+        raise ValueError(f"--vocab-size must be at least 300 (256 byte pieces + specials), got {args.vocab_size}")
     for file in args.input:
         if not Path(file).is_file():
-            raise SystemExit(f"--input {file}: no such file")
-    lines, stats = sample_bilingual(training_lines(args.input, args.json_key), args.korean_ratio,
-                                    args.max_lines, args.seed)
+            raise ValueError(f"--input {file}: no such file")
+    try:
+        lines, stats = sample_bilingual(training_lines(args.input, args.json_key), args.korean_ratio,
+                                        args.max_lines, args.seed)
+    except ValueError as e:
+        raise ValueError(f"--input {' '.join(args.input)}: {e}") from None
+    if not lines:
+        raise ValueError(f"--input {' '.join(args.input)}: no text to train on")
     print(f"training on {stats.lines} lines, {stats.korean_chars} Korean + {stats.english_chars} English "
           f"characters (Korean share {stats.korean_share:.3f})")
     model = train_sentencepiece(lines, args.vocab_size, args.output)

@@ -12,11 +12,13 @@ than the model's context minus --max-new-tokens keeps its last tokens.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from megatron_kanana.checkpointing import layout
+from megatron_kanana.checkpointing import layout, safe_load
 
 if TYPE_CHECKING:
     from megatron_kanana.mcore.sampling import SamplingSettings
@@ -56,7 +58,11 @@ def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 3
     context = shape.max_position_embeddings
     if not 0 <= max_new_tokens < context:
         raise ValueError(f"--max-new-tokens must be in [0, {context}) for this model (its context is {context})")
-    tokenizer = load_tokenizer(tokenizer_path or meta["tokenizer"])
+    tokenizer = load_tokenizer(tokenizer_path or layout.recorded_tokenizer(meta, directory))
+    if tokenizer.vocab_size > shape.vocab_size:
+        raise ValueError(f"the tokenizer {tokenizer.path} has {tokenizer.vocab_size} pieces, more than the "
+                         f"model's vocabulary ({shape.vocab_size}) in {directory}")
+    safe_load.read_dcp_metadata(directory)  # refuse a tampered checkpoint before megatron starts
     stop = tokenizer.eod
     if chat:
         from megatron_kanana.data.chat_template import Message, get_template
@@ -76,8 +82,9 @@ def generate(checkpoint: str | Path, prompts: list[str], max_new_tokens: int = 3
     try:
         chunks = mcore_model.build_model(shape, mcore_model.transformer_config(shape, parallel, rt.device))
         mcore_ckpt.load_model(chunks, directory)
-        out = generate_tokens(chunks, encoded, max_new_tokens, sampling or SamplingSettings(),
-                              stop_token=stop)
+        # never emit an id the tokenizer lacks (the model's vocabulary may be padded past it)
+        settings = dataclasses.replace(sampling or SamplingSettings(), vocab_limit=tokenizer.vocab_size)
+        out = generate_tokens(chunks, encoded, max_new_tokens, settings, stop_token=stop)
         return [tokenizer.decode([t for t in ids if t not in (stop, tokenizer.eod)]) for ids in out.tokens]
     finally:
         runtime.shutdown()
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                                     seed=args.seed)
         outputs = generate(args.checkpoint, args.prompt, args.max_new_tokens, args.tokenizer, sampling, args.chat)
     except (layout.CheckpointError, ValueError) as e:
-        print(f"kanana generate: {e}")
+        print(f"kanana generate: error: {e}", file=sys.stderr)
         return 2
     for prompt, text in zip(args.prompt, outputs):
         print(json.dumps({"prompt": prompt, "completion": text}, ensure_ascii=False) if args.json

@@ -2,7 +2,10 @@
 
 A checkpoint written at one TP/PP/VPP layout loads at any other: each tensor
 is stored with its global shape and offsets, and `load` reads just the slices
-this rank owns. Loading never unpickles arbitrary objects.
+this rank owns. Loading never runs code from the checkpoint: every read of
+`.metadata` (megatron's load, load_tensors_metadata, load_sharded_metadata)
+goes through checkpointing/safe_load's restricted unpickler, and the common
+state and sharded objects are loaded weights-only (see `load`).
 """
 from __future__ import annotations
 
@@ -12,9 +15,76 @@ from typing import Iterator
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.api import CheckpointException
 from megatron.core import dist_checkpointing
+from megatron.core.dist_checkpointing.strategies import torch as megatron_torch_strategy
 from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+from megatron.core.dist_checkpointing.strategies.common import COMMON_STATE_FNAME, TorchCommonLoadStrategy
+from megatron.core.dist_checkpointing.core import CheckpointingException
+from megatron.core.dist_checkpointing.dict_utils import dict_list_map_inplace
+from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
+
+from megatron_kanana.checkpointing.layout import CheckpointError
+
+from megatron_kanana.checkpointing.safe_load import SafeFileSystemReader, load_weights_only, read_dcp_metadata
+
+
+def _safe_filesystem_reader(checkpoint_dir, cache_metadata: bool = False) -> SafeFileSystemReader:
+    return SafeFileSystemReader(checkpoint_dir)  # caches its metadata either way
+
+
+# megatron-core 0.16.1 builds every DCP reader (load, load_tensors_metadata, load_sharded_metadata)
+# through this one module function, whose FileSystemReader unpickles `.metadata` with plain
+# pickle. Replacing it here covers every load in a process that imports this module, including
+# the ones that call dist_checkpointing directly (mcore/reward_head.py).
+megatron_torch_strategy._get_filesystem_reader = _safe_filesystem_reader
+
+
+class _SafeCommonLoadStrategy(TorchCommonLoadStrategy):
+    """common.pt and sharded-object .pt files, weights-only whatever the environment says
+    (megatron calls torch.load without weights_only, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD flips)."""
+
+    def load_common(self, checkpoint_dir):
+        path = Path(checkpoint_dir) / COMMON_STATE_FNAME
+        if not path.is_file():
+            raise CheckpointError(f"{checkpoint_dir}: {COMMON_STATE_FNAME} is missing (incomplete checkpoint)")
+        return load_weights_only(path)
+
+    def load_sharded_objects(self, sharded_objects_state_dict, checkpoint_dir):
+        def load_one(sh_obj):
+            path = Path(checkpoint_dir) / f"{sh_obj.unique_key}.pt"
+            if not path.is_file():
+                raise CheckpointError(f"{checkpoint_dir}: object shard {path.name} is missing")
+            return load_weights_only(path)
+
+        return dict_list_map_inplace(lambda x: load_one(x) if isinstance(x, ShardedObject) else x,
+                                     sharded_objects_state_dict)
+
+
+def load(sharded_state_dict: dict, directory: str | Path) -> dict:
+    """dist_checkpointing.load with safe readers; a bad or tampered checkpoint is a
+    CheckpointError naming the file, raised before megatron starts reading."""
+    read_dcp_metadata(directory)  # a clean error here, instead of one wrapped by every rank's DCP collective
+    try:
+        return dist_checkpointing.load(sharded_state_dict, str(directory), common_strategy=_SafeCommonLoadStrategy())
+    except CheckpointError:
+        raise
+    except (FileNotFoundError, EOFError, CheckpointingException, CheckpointException, RuntimeError) as e:
+        # a deleted or truncated shard: torch reports it per rank, without the checkpoint's name
+        raise CheckpointError(f"{directory}: cannot read the checkpoint (missing or truncated shard?): "
+                              f"{_root_cause(e)}") from None
+
+
+def _root_cause(e: BaseException) -> str:
+    """The first rank's own error inside torch DCP's per-rank CheckpointException, on one line."""
+    if isinstance(e, CheckpointException) and e.failures:
+        cause = next(iter(e.failures.values()))[0]
+        if isinstance(cause, CheckpointError):
+            raise cause from None  # our own reader refused something: its message says what
+        e = cause
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[-1] if text else ''}"
 
 
 def model_sharded_state_dict(chunks: list[torch.nn.Module]) -> dict:
@@ -32,7 +102,7 @@ def save_model(chunks: list[torch.nn.Module], directory: str | Path) -> None:
 
 
 def load_model(chunks: list[torch.nn.Module], directory: str | Path, strict: bool = True) -> None:
-    state = dist_checkpointing.load(model_sharded_state_dict(chunks), str(directory))
+    state = load(model_sharded_state_dict(chunks), directory)
     modules = [getattr(c, "module", c) for c in chunks]
     if len(modules) == 1:
         modules[0].load_state_dict(state["model"], strict=strict)
@@ -153,7 +223,7 @@ def load_training_state(chunks: list[torch.nn.Module], optimizer, directory: str
     if optimizer is not None:
         _materialise_torch_adam_state(optimizer)
         request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=_OPTIMIZER_FORMAT)
-    state = dist_checkpointing.load(request, str(directory))
+    state = load(request, directory)
     modules = [getattr(c, "module", c) for c in chunks]
     for i, m in enumerate(modules):
         m.load_state_dict(state["model"] if len(modules) == 1 else state[f"model{i}"], strict=True)

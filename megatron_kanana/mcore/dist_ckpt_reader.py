@@ -4,7 +4,8 @@
     src = DistCheckpointSource(directory, shape)         # a ModelSource (surgery/sources.py)
     src.layer_tensor(3, "self_attention.linear_qkv.weight")
 
-The format is torch.distributed.checkpoint's; reading it needs only torch, so
+The format is torch.distributed.checkpoint's, read through checkpointing/safe_load
+(no code from the checkpoint runs); reading it needs only torch, so
 export and surgery skip megatron-core's import (about 250 MB of RSS). Layer
 tensors are stored stacked, [num_layers, ...]; a read asks for one layer's
 region and torch reads just the overlapping byte ranges.
@@ -15,7 +16,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.distributed.checkpoint as dcp
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.metadata import ChunkStorageMetadata
@@ -23,6 +23,7 @@ from torch.distributed.checkpoint.planner import LoadPlan
 from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
 from megatron_kanana.checkpointing.layout import CheckpointError
+from megatron_kanana.checkpointing.safe_load import SafeFileSystemReader, read_dcp_metadata
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.surgery import hf_mapping as hm
 
@@ -31,10 +32,7 @@ LAYER_PREFIX = "decoder.layers."
 
 def stored_tensors(directory: str | Path) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     """Checkpoint key -> (global shape, dtype), from the dist checkpoint's metadata only."""
-    try:
-        metadata = dcp.FileSystemReader(str(directory)).read_metadata()
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{directory} is not a dist checkpoint (no .metadata): {e}") from None
+    metadata = read_dcp_metadata(directory)
     return {k: (tuple(v.size), v.properties.dtype) for k, v in metadata.state_dict_metadata.items()
             if hasattr(v, "size")}
 
@@ -78,14 +76,18 @@ def read_slice(directory: str | Path, fqn: str, offsets: tuple[int, ...], shape:
                dtype: torch.dtype) -> torch.Tensor:
     """The region [offsets, offsets + shape) of stored tensor `fqn`."""
     dest = torch.empty(shape, dtype=dtype)
-    reader = dcp.FileSystemReader(str(directory))
+    reader = SafeFileSystemReader(directory)
     metadata = reader.read_metadata()
     planner = _SliceLoadPlanner(fqn, offsets, dest)
     planner.set_up_planner({}, metadata, True)
     reader.set_up_storage_reader(metadata, True)
     plan = reader.prepare_local_plan(planner.create_local_plan())
     (plan,) = reader.prepare_global_plan([plan])
-    reader.read_data(plan, planner).wait()
+    try:
+        reader.read_data(plan, planner).wait()
+    except (FileNotFoundError, EOFError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{directory}: cannot read {fqn} (missing or truncated shard?): "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
     return dest
 
 

@@ -30,9 +30,10 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from megatron.core import dist_checkpointing, parallel_state
+from megatron.core import parallel_state
 from megatron.core.tensor_parallel.layers import ColumnParallelLinear
 
+from megatron_kanana.checkpointing.safe_load import read_dcp_metadata
 from megatron_kanana.mcore import checkpoint as mcore_ckpt, runtime
 from megatron_kanana.mcore.fused_head import unwrap
 from megatron_kanana.mcore.model import build_model, transformer_config
@@ -74,7 +75,7 @@ def install_reward_head(model: torch.nn.Module) -> None:
 
 
 def _checkpoint_has_head(directory: str | Path) -> bool:
-    return any(HEAD_KEY in key for key in dist_checkpointing.load_tensors_metadata(str(directory)))
+    return any(HEAD_KEY in key for key in read_dcp_metadata(directory).state_dict_metadata)
 
 
 def _drop_head(state: dict) -> dict:
@@ -102,7 +103,7 @@ def load_into_reward_model(chunks: list[torch.nn.Module], optimizer, directory: 
         raise ValueError(f"{directory} holds no reward head, so it is not a reward-model training state; "
                          "load it without its optimizer (checkpoint.load_optimizer: false)")
     request = _drop_head(mcore_ckpt.model_sharded_state_dict(chunks))
-    state = dist_checkpointing.load(request, str(directory))
+    state = mcore_ckpt.load(request, directory)
     modules = [getattr(c, "module", c) for c in chunks]
     for i, m in enumerate(modules):
         result = m.load_state_dict(state["model"] if len(modules) == 1 else state[f"model{i}"], strict=False)

@@ -8,7 +8,8 @@ Pure torch (no process groups): `mcore.generate` calls it on one rank per
 model replica and broadcasts the result. Greedy (temperature 0, the default)
 is argmax with ties to the lowest id; top-p keeps the smallest prefix of the
 descending-probability list whose mass reaches p, always at least the top
-token, so top_p → 0 is greedy.
+token, so top_p → 0 is greedy. With `vocab_limit` the ids past the tokenizer's
+pieces (padding rows of the embedding) are masked before any choice.
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ class SamplingSettings:
     top_p: float = 1.0  # nucleus mass kept, in (0, 1]
     top_k: int = 0  # keep the k most likely tokens; 0 = no limit
     seed: int = 0  # seeds the torch.Generator, so a run is reproducible
+    # ids >= this are never chosen (0 = no limit): the model's vocabulary is padded past the
+    # tokenizer's (or the tokenizer has fewer pieces), and an id it lacks cannot be decoded
+    vocab_limit: int = 0
 
     def __post_init__(self):
         if not self.temperature >= 0.0:
@@ -31,6 +35,8 @@ class SamplingSettings:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0 (0 = no limit), got {self.top_k}")
+        if self.vocab_limit < 0:
+            raise ValueError(f"vocab_limit must be >= 0 (0 = no limit), got {self.vocab_limit}")
 
     @property
     def greedy(self) -> bool:
@@ -63,6 +69,9 @@ def choose_tokens(logits_BV: torch.Tensor, settings: SamplingSettings,
     if logits_BV.dim() != 2:
         raise ValueError(f"choose_tokens expects [batch, vocab] logits, got shape {tuple(logits_BV.shape)}")
     logits_BV = logits_BV.detach().float().cpu()
+    if 0 < settings.vocab_limit < logits_BV.shape[-1]:
+        logits_BV = logits_BV.clone()
+        logits_BV[:, settings.vocab_limit:] = float("-inf")
     if settings.greedy:
         return logits_BV.argmax(dim=-1)
     scaled = filter_logits(logits_BV / settings.temperature, settings.top_k, settings.top_p)

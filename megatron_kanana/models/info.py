@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from megatron_kanana.config.section import ConfigError
 from megatron_kanana.models.presets import PRESETS, get_preset
 
 
@@ -14,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe(name: str, seq_length: int = 8192) -> dict:
+    if seq_length < 1:
+        raise ConfigError(f"--seq-length must be >= 1, got {seq_length}")
     shape = get_preset(name)
     return {
         "preset": name,

@@ -25,15 +25,17 @@ class LaunchEnv:
     master_port: Optional[int] = None
     in_slurm_step: bool = False  # inside an srun step even without MASTER_ADDR: never spawn workers
     device_choice: str = "auto"  # KANANA_DEVICE: auto, cpu or cuda
+    torchelastic: bool = False   # a torchrun (elastic agent) worker: its descendants must die with it
 
     @classmethod
     def detect(cls, environ: Optional[Mapping[str, str]] = None) -> "LaunchEnv":
         env = os.environ if environ is None else environ
         device = env.get("KANANA_DEVICE", "auto")
+        elastic = "TORCHELASTIC_RUN_ID" in env
         in_slurm = "SLURM_PROCID" in env
         if "RANK" in env and "WORLD_SIZE" in env:
             return cls("torchrun", int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")),
-                       env.get("MASTER_ADDR"), _port(env.get("MASTER_PORT")), in_slurm, device)
+                       env.get("MASTER_ADDR"), _port(env.get("MASTER_PORT")), in_slurm, device, elastic)
         if in_slurm and "MASTER_ADDR" in env:
             return cls("slurm", int(env["SLURM_PROCID"]), int(env.get("SLURM_NTASKS", "1")),
                        int(env.get("SLURM_LOCALID", "0")), env["MASTER_ADDR"],

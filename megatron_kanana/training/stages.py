@@ -95,6 +95,7 @@ def plan_stages(data: DataConfig, schedule: ScheduleConfig) -> StagePlan:
                 categories.setdefault(source.category, []).append((prefix, 1.0))
         stages.append(Stage(name=name, steps=data.steps_for(name, spec.token_budget),
                             blend=blends[name], categories=categories))
+    _check_stated_length(schedule, stages, data)
     # A continued schedule spans the whole mixture even when this run stops early, so
     # separate stage-1 and stage-2 runs see the same LR curve as one run would.
     schedules = []
@@ -105,3 +106,17 @@ def plan_stages(data: DataConfig, schedule: ScheduleConfig) -> StagePlan:
             raise ConfigError(f"schedule (stage {stage.name}, {stage.steps} steps): {e}") from None
     return StagePlan(stages=stages, schedules=schedules, mode=data.stage_schedule,
                      start_index=start_index, end_index=start_index + len(selected))
+
+
+def _check_stated_length(schedule: ScheduleConfig, stages: list[Stage], data: DataConfig) -> None:
+    """With a mixture the stages decide the length; a schedule.train_steps that says otherwise
+    would be silently replaced, so it must state the derived total or be left out."""
+    if schedule.train_steps is None:
+        return
+    total = sum(s.steps for s in stages)
+    if schedule.train_steps != total:
+        per_stage = ", ".join(f"{s.name}: {s.steps}" for s in stages)
+        raise ConfigError(
+            f"schedule.train_steps is {schedule.train_steps}, but with data.mixture the run's length comes from "
+            f"the stages ({per_stage}; total {total}, from their token budgets and data.stage_steps), which wins: "
+            f"set schedule.train_steps to {total} or leave it out, and change the length with data.stage_steps")

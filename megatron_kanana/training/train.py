@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from megatron_kanana.config.root import TrainConfig, load_config
 from megatron_kanana.config.section import ConfigError
 from megatron_kanana.log import set_log_rank
 from megatron_kanana.parallel.launch_env import LaunchEnv
+from megatron_kanana.training import launcher, preflight
 
 EXIT_RESUMABLE = 75  # EX_TEMPFAIL: stopped by a signal after saving; run again to resume
 STATUS_FILE = "exit_status.json"  # why the last invocation stopped, for launchers that lose exit codes
@@ -37,11 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="launch this many local processes with torchrun (when not already under a launcher)")
 
 
-def launch_command(cfg: TrainConfig, config_path: str, overrides: list[str], nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--max-restarts=0",
-            "-m", "megatron_kanana.cli", "train", config_path, *overrides]
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config, args.overrides)
@@ -53,22 +48,14 @@ def run(args: argparse.Namespace) -> int:
     nproc = args.nproc or cfg.parallel.model_parallel_size
     if args.dry_run:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
-        print("launch: " + " ".join(launch_command(cfg, args.config, args.overrides, nproc)))
+        print("launch: " + " ".join(launcher.launch_command(args.config, args.overrides, nproc)))
         return 0
+    if env.torchelastic:
+        launcher.bind_descendants_to_this_process()  # no worker (or its checkpoint writer) outlives torchrun
+    preflight.check(cfg)  # cheap (metadata only); in the launcher's process, before any worker starts
     if args.nproc and not env.under_launcher:
-        return _launch(cfg, args)
+        return launcher.launch(args.config, args.overrides, args.nproc, Path(cfg.run.output_dir) / STATUS_FILE)
     return _train(cfg, env)
-
-
-def _launch(cfg: TrainConfig, args: argparse.Namespace) -> int:
-    """Run torchrun and return the workers' own status: torchrun reports any
-    non-zero worker exit as 1, which would hide "diverged" (3) and "resumable" (75)."""
-    status_file = Path(cfg.run.output_dir) / STATUS_FILE
-    status_file.unlink(missing_ok=True)
-    code = subprocess.call(launch_command(cfg, args.config, args.overrides, args.nproc))
-    if status_file.exists():
-        return int(json.loads(status_file.read_text())["status"])
-    return code
 
 
 def _train(cfg: TrainConfig, env: LaunchEnv) -> int:

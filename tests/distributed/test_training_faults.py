@@ -54,11 +54,11 @@ def test_sigusr1_saves_exits_75_and_resumes(inputs):
     while time.time() < deadline and not (run / "metrics.jsonl").exists():
         time.sleep(0.05)
     assert (run / "metrics.jsonl").exists(), "training never started"
-    # SLURM signals every task; here the workers are torchrun's grandchildren.
+    # SLURM signals every task; here the workers are the agent's (torchrun's) children.
     workers = []
     for p in psutil.Process(agent.pid).children(recursive=True):
         args = p.cmdline()
-        if "megatron_kanana.cli" in args and "--nproc" not in args and "torch.distributed.run" not in args:
+        if "megatron_kanana.cli" in args and "--nproc" not in args and "megatron_kanana.training.launcher" not in args:
             workers.append(p)
     assert len(workers) == 2, [p.cmdline() for p in workers]
     for worker in workers:

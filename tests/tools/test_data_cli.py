@@ -16,11 +16,11 @@ def test_preprocess_merge_and_mixture_show(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 documents" in out and "docs/s" in out and "tokens/s" in out and "MB/s" in out
     assert "1 malformed json" in out and f"{tmp_path / 'a.jsonl'}:2: malformed json" in out
-    assert main(["preprocess", "--input", str(tmp_path / "a.jsonl"), "--output-prefix", str(tmp_path / "d-0"), *args]) == 1
-    assert "--overwrite" in capsys.readouterr().out
+    assert main(["preprocess", "--input", str(tmp_path / "a.jsonl"), "--output-prefix", str(tmp_path / "d-0"), *args]) == 2
+    assert "--overwrite" in capsys.readouterr().err
     assert main(["preprocess", "--input", str(tmp_path / "a.jsonl"), "--output-prefix", str(tmp_path / "x"),
-                 "--strict", *args]) == 1
-    assert "a.jsonl:2: malformed json" in capsys.readouterr().out
+                 "--strict", *args]) == 2
+    assert "a.jsonl:2: malformed json" in capsys.readouterr().err
     assert main(["preprocess", "--input", str(tmp_path / "a.jsonl"), "--output-prefix", str(tmp_path / "d-1"), *args]) == 0
     assert main(["preprocess-merge", "--input", str(tmp_path / "d-*"), "--output-prefix", str(tmp_path / "all")]) == 0
     (tmp_path / "m.yaml").write_text("stages:\n- name: s\n  tokens: 1000\n  sources:\n"

@@ -46,6 +46,15 @@ class Objective:
     def check_config(cls, cfg) -> None:
         """Raise ConfigError naming the key when the sections contradict this mode."""
 
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """Cheap checks of this mode's inputs (metadata only), in the launcher before any worker."""
+
+    @classmethod
+    def companion_checkpoints(cls, cfg) -> list[tuple[str, str]]:
+        """(config key, path) of the frozen models' checkpoints, checked before launch."""
+        return []
+
     def stage_plan(self):
         raise NotImplementedError
 

@@ -19,6 +19,10 @@ class DistillObjective(PretrainObjective):
 
         check_compatible(cfg.model, cfg.distill.teacher_shape())  # one vocabulary for both
 
+    @classmethod
+    def companion_checkpoints(cls, cfg) -> list[tuple[str, str]]:
+        return [("distill.teacher", cfg.distill.teacher)]
+
     def attach(self, rt, chunks: list, tokenizer) -> None:
         from megatron_kanana.training import distill_step
 

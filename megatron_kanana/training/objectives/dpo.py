@@ -14,6 +14,11 @@ log = get_logger(__name__)
 class DPOObjective(PairBatches, PostTrainingObjective):
     section = "dpo"
 
+    @classmethod
+    def companion_checkpoints(cls, cfg) -> list[tuple[str, str]]:
+        reference = getattr(cfg, cls.section).reference  # None: checkpoint.load, checked as the start
+        return [(f"{cls.section}.reference", reference)] if reference else []
+
     def stage_plan(self):
         from megatron_kanana.posttrain.dpo import dpo_plan
 

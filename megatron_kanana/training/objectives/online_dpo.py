@@ -17,6 +17,10 @@ class OnlineDPOObjective(DPOObjective):
             raise ConfigError("online_dpo generates with one model chunk per rank: "
                               "parallel.virtual_pipeline_model_parallel_size must be unset")
 
+    @classmethod
+    def companion_checkpoints(cls, cfg) -> list[tuple[str, str]]:
+        return [*super().companion_checkpoints(cfg), ("online_dpo.reward_model", cfg.online_dpo.reward_model)]
+
     def stage_plan(self):
         return self.cfg.online_dpo.online_plan(self.cfg.schedule)
 

@@ -15,6 +15,12 @@ from megatron_kanana.training.objectives.base import Objective
 class PretrainObjective(Objective):
     section = None  # selected by data.mixture with no post-training section
 
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        from megatron_kanana.training.preflight import check_pretraining_inputs
+
+        check_pretraining_inputs(cfg)  # every dataset made with data.tokenizer, ids within the vocabulary
+
     def stage_plan(self):
         from megatron_kanana.training.stages import plan_stages
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from megatron_kanana.data.indexed_datasets import EmptyDatasetError, check_nonempty, dataset_summary
+from megatron_kanana.data.indexed_datasets import EmptyDatasetError, check_nonempty, dataset_summary, read_meta
 from megatron_kanana.data.jsonl_reader import BadInputError, Shard, plan_shards, shard_lines
 from megatron_kanana.data.preprocess import preprocess
 from megatron_kanana.data.preprocess_merge import merge_datasets
@@ -31,7 +31,10 @@ def test_ids_equal_tokenizer(tmp_path, tokenizer_path, bilingual_jsonl, read_doc
     assert result.documents == len(expected) and result.tokens == sum(map(len, expected))
     assert result.report.total == 0
     assert dataset_summary(prefix).dtype == "uint16"
-    assert sorted(os.listdir(tmp_path)) == ["out.bin", "out.idx"]  # temporary directory gone
+    assert sorted(os.listdir(tmp_path)) == ["out.bin", "out.idx", "out.meta.json"]  # temporary directory gone
+    meta = read_meta(prefix)  # what training checks against data.tokenizer and the model's vocabulary
+    assert meta["tokenizer_fingerprint"] == tok.fingerprint
+    assert meta["max_token_id"] == max(max(ids) for ids in expected)
 
 
 def test_output_does_not_depend_on_workers(tmp_path, hf_tokenizer, bilingual_jsonl):

@@ -54,10 +54,23 @@ def test_greedy_is_argmax_and_sampling_is_reproducible():
     ({"top_p": 0.0}, "top_p"),
     ({"top_p": 1.5}, "top_p"),
     ({"top_k": -1}, "top_k"),
+    ({"vocab_limit": -1}, "vocab_limit"),
 ])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplingSettings(**kwargs)
+
+
+def test_ids_past_the_vocab_limit_are_never_chosen():
+    """A padded vocabulary (model rows past the tokenizer's pieces) must not be sampled from,
+    even when those rows carry the largest logits."""
+    logits = torch.tensor([[0.0, 1.0, 2.0, 9.0, 9.0], [3.0, 0.0, 0.0, 0.0, 8.0]])
+    assert choose_tokens(logits, SamplingSettings(), torch.Generator()).tolist() == [3, 4]  # unlimited: padding wins
+    limited = SamplingSettings(vocab_limit=3)
+    assert choose_tokens(logits, limited, torch.Generator()).tolist() == [2, 0]
+    hot = SamplingSettings(temperature=5.0, vocab_limit=3, seed=1)
+    draws = torch.stack([choose_tokens(logits, hot, hot.generator()) for _ in range(50)])
+    assert int(draws.max()) < 3
 
 
 def test_choose_tokens_wants_batch_by_vocab():

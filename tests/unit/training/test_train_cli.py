@@ -32,7 +32,7 @@ def test_dry_run_prints_resolved_config(tmp_path, capsys):
     resolved = yaml.safe_load(out.split("launch:")[0])
     assert resolved["model"]["hidden_size"] == 64 and resolved["parallel"]["tensor_model_parallel_size"] == 2
     assert resolved["run"]["output_dir"] == str((tmp_path / "run").resolve())
-    assert "torch.distributed.run" in out and "--nproc-per-node=2" in out
+    assert "megatron_kanana.training.launcher" in out and "--nproc-per-node=2" in out
 
 
 def test_malformed_yaml_file_is_one_line_naming_file_and_line(tmp_path, capsys):
