@@ -41,11 +41,12 @@ class ArrayTask:
 
 
 def split_by_bytes(sizes: list[int], task_count: int) -> list[range]:
-    """Contiguous index ranges, one per task: a shard goes to the task its first byte falls in."""
+    """Contiguous index ranges, one per task: a shard goes to the task its middle byte falls in."""
     total = sum(sizes)
     owner, start = [], 0
     for i, size in enumerate(sizes):
-        owner.append(start * task_count // total if total else i * task_count // max(1, len(sizes)))
+        owner.append((2 * start + size) * task_count // (2 * total) if total
+                     else i * task_count // max(1, len(sizes)))
         start += size
     counts = Counter(owner)
     bounds = [0] * (task_count + 1)

@@ -22,7 +22,7 @@ def test_split_is_contiguous_complete_and_byte_balanced():
     shares = split_by_bytes(sizes, 3)
     assert [i for s in shares for i in s] == list(range(len(sizes)))
     assert [sum(sizes[i] for i in s) for s in shares] == [8, 8, 8]
-    assert split_by_bytes([1, 1], 4) == [range(0, 1), range(1, 1), range(1, 2), range(2, 2)]
+    assert split_by_bytes([1, 1], 4) == [range(0, 0), range(0, 1), range(1, 1), range(1, 2)]
     assert split_by_bytes([0, 0, 0], 2) == [range(0, 2), range(2, 3)]
 
 
