@@ -9,7 +9,7 @@ generated Korean+English documents that pass its filters (tests/unit/curation/co
 and takes user+sys CPU seconds of that process. The tokenizing rate comes from
 benchmarks/preprocess.py (kanana's median MB per CPU-second). The estimate assumes the
 array's tasks scale by cores (per-shard passes share nothing; the global dedup pass is
-about 1% of curation's CPU) and ignores file-system limits. Not a test: figures go to
+well under 1% of curation's CPU) and ignores file-system limits. Not a test: figures go to
 benchmarks/README.md.
 """
 from __future__ import annotations
