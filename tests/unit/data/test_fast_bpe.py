@@ -97,6 +97,3 @@ def test_merge_out_of_id_order_or_shared_ids_fall_back(tmp_path, llama3_tokenize
         path = _edit(llama3_tokenizer, tmp_path / "tokenizer.json", change)
         assert load_tokenizer(path).encoder_name == "tokenizers", change.__name__
 
-
-def test_sentencepiece_has_no_fast_path(sp_tokenizer):
-    assert not hasattr(load_tokenizer(sp_tokenizer), "encoder_name")
