@@ -25,6 +25,7 @@ setup(
         "safetensors",
         "sentencepiece",
         "tokenizers",
+        "tiktoken",
         "psutil",
     ],
     extras_require={

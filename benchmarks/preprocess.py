@@ -4,7 +4,8 @@
 
 Both tokenize the same generated Korean+English JSONL (documents recombined from the
 embedded demo corpus) with the same byte-level BPE tokenizer.json (trained here with the
-`tokenizers` library) and the same worker count, each in its own subprocess; the parent
+`tokenizers` library and Llama 3's pre-tokenizer) and the same worker count; kanana encodes
+through tiktoken where exact (data/fast_bpe.py), the baseline through `tokenizers` as Megatron-LM, each in its own subprocess; the parent
 samples the RSS of that process tree (psutil, summed over children) every 0.1 s.
 Reports MB/s and peak RSS per run and their medians. Not a test: figures go to
 benchmarks/README.md.
@@ -49,7 +50,7 @@ def build_tokenizer(path: str) -> None:
     sys.path.insert(0, os.path.join(REPO, "tests", "unit", "data"))
     from tests.unit.data.conftest import build_hf_tokenizer
 
-    build_hf_tokenizer(path, vocab_size=8000)
+    build_hf_tokenizer(path, vocab_size=8000, llama3_split=True)  # Llama 3's pre-tokenizer
 
 
 def megatron_lm_baseline(input_path: str, tokenizer_path: str, prefix: str, workers: int) -> None:
@@ -88,7 +89,8 @@ class _Encoder:
     def initializer(self) -> None:
         from megatron_kanana.data.tokenizer import load_tokenizer
 
-        _Encoder.tokenizer = load_tokenizer(self.tokenizer_path)
+        # Megatron-LM encodes through Hugging Face's tokenizers: no tiktoken path for the baseline.
+        _Encoder.tokenizer = load_tokenizer(self.tokenizer_path, fast=False)
 
     def encode(self, json_line: str):
         data = json.loads(json_line)
@@ -141,7 +143,7 @@ def main() -> None:
         generate_corpus(data, args.mb)
         build_tokenizer(tok)
         size_mb = os.path.getsize(data) / 1e6
-        print(f"input {size_mb:.0f} MB, {args.workers} workers, tokenizer vocab 8000 (byte-level BPE)", flush=True)
+        print(f"input {size_mb:.0f} MB, {args.workers} workers, tokenizer vocab 8000 (byte-level BPE, Llama 3 split)", flush=True)
         runs: dict[str, list[tuple[float, float, float]]] = {"kanana preprocess": [], "Megatron-LM algorithm": []}
         for i in range(args.repeats):
             for name in runs:

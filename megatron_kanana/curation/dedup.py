@@ -8,6 +8,10 @@ Two passes, so worker processes never share an index:
     or any band hash, keeps the first document (lowest shard, then line) of
     each cluster and records the cluster size on it for later up-sampling.
 
+Pass 2 also runs as a job array (curation/array.py): each task takes the
+partitions of one bucket (`bucket_edges`), and a small reduce (`resolve`)
+unions every bucket's edges, as datatrove does.
+
 Memory in pass 2 is bounded by `max_index_entries`: each hash column (exact,
 then band by band) is split into hash-range partitions of at most about that
 many (hash, doc) pairs, each sorted on its own, so equal hashes meet in one
@@ -98,9 +102,9 @@ class _UnionFind:
             parent = grand
 
 
-def _column_groups(files: list[Path], offsets: np.ndarray, column, num_parts: int):
-    """Yield (sorted hashes, matching global ids) for each hash-range partition of one column."""
-    for part in range(num_parts):
+def _column_groups(files: list[Path], offsets: np.ndarray, column, num_parts: int, parts: range):
+    """Yield (sorted hashes, matching global ids) for each of `parts`, hash-range partitions of one column."""
+    for part in parts:
         hashes, ids = [], []
         for i, path in enumerate(files):
             with np.load(path) as data:
@@ -113,31 +117,68 @@ def _column_groups(files: list[Path], offsets: np.ndarray, column, num_parts: in
         yield h[order], g[order]
 
 
-def cluster(files: list[Path], dedup: DedupSection) -> tuple[list[dict], PipelineStats]:
-    """Pass 2: per shard {keep, cluster_size, reason} arrays, plus the stage's stats."""
-    start = time.perf_counter()
+def _offsets(files: list[Path]) -> tuple[np.ndarray, int]:
+    """Global id of each shard's first document, and the total signature bytes."""
     counts, nbytes = [], 0
     for path in files:
         with np.load(path) as data:
             counts.append(len(data["lines"]))
             nbytes += int(data["nbytes"].sum())
-    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-    total = int(offsets[-1])
-    uf = _UnionFind(total)
-    exact_dup = np.zeros(total, dtype=bool)
-    num_parts = max(1, math.ceil(total / dedup.max_index_entries))
+    return np.concatenate(([0], np.cumsum(counts))).astype(np.int64), nbytes
+
+
+def num_partitions(total: int, dedup: DedupSection, num_buckets: int = 1) -> int:
+    """Hash-range partitions of the index: a multiple of the bucket count, each near max_index_entries."""
+    return num_buckets * max(1, math.ceil(math.ceil(total / dedup.max_index_entries) / num_buckets))
+
+
+def bucket_edges(files: list[Path], dedup: DedupSection, bucket: int = 0, num_buckets: int = 1) -> dict:
+    """The pairs of documents that share a hash whose partition falls in `bucket`.
+
+    Partition p belongs to bucket p % num_buckets; equal hashes always meet in one partition,
+    so the buckets' edges together are the single-process run's. Returns arrays `a`, `b`
+    (global ids joined) and `exact` (ids that repeat an earlier document's exact hash)."""
+    offsets, _ = _offsets(files)
+    num_parts = num_partitions(int(offsets[-1]), dedup, num_buckets)
     columns = []
     if dedup.exact:
         columns.append(("exact", lambda d: d["exact"]))
     if dedup.near:
         columns += [(f"band{b}", lambda d, b=b: d["bands"][:, b]) for b in range(dedup.num_bands)]
+    a, b, exact = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for name, column in columns:
-        for h, g in _column_groups(files, offsets, column, num_parts):
+        for h, g in _column_groups(files, offsets, column, num_parts, range(bucket, num_parts, num_buckets)):
             same = np.flatnonzero(h[1:] == h[:-1])
+            a.append(g[same])
+            b.append(g[same + 1])
             if name == "exact":
-                exact_dup[g[same + 1]] = True
-            for i in same.tolist():
-                uf.union(int(g[i]), int(g[i + 1]))
+                exact.append(g[same + 1])
+    return {"a": np.concatenate(a), "b": np.concatenate(b), "exact": np.concatenate(exact),
+            "num_parts": np.int64(num_parts)}
+
+
+def cluster(files: list[Path], dedup: DedupSection) -> tuple[list[dict], PipelineStats]:
+    """Pass 2 in one process: per shard {keep, cluster_size, reason} arrays, plus the stage's stats."""
+    start = time.perf_counter()
+    per_shard, stats = resolve(files, [bucket_edges(files, dedup)])
+    stats["dedup"].seconds = time.perf_counter() - start
+    return per_shard, stats
+
+
+def resolve(files: list[Path], edge_sets) -> tuple[list[dict], PipelineStats]:
+    """Union the buckets' edges: the first document (lowest global id) of each cluster is kept."""
+    start = time.perf_counter()
+    offsets, nbytes = _offsets(files)
+    total = int(offsets[-1])
+    uf = _UnionFind(total)
+    exact_dup = np.zeros(total, dtype=bool)
+    num_parts = 0
+    for edges in edge_sets:
+        exact_dup[edges["exact"]] = True
+        num_parts = int(edges["num_parts"])
+        for i, j in zip(edges["a"].tolist(), edges["b"].tolist()):
+            uf.union(i, j)
+    # The root of a cluster is its lowest id whatever order the unions came in: buckets commute.
     roots = uf.roots()
     sizes = np.bincount(roots, minlength=total)
     keep = roots == np.arange(total)

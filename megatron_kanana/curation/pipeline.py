@@ -10,7 +10,9 @@ Resume is at shard granularity: a shard's pass is done when its done-marker
 scratch and their `.tmp` leftovers overwritten. Pass 2 is done when
 _work/dedup/_DONE.json exists, otherwise recomputed from the pass-1 files; since
 every pass is a deterministic function of input and config, a resumed run
-produces byte-identical output. `manifest.json` pins the shard list and config,
+produces byte-identical output. The same passes run as SLURM job arrays through
+curation/array.py (`kanana curate --stage ...`), on the same files and markers.
+`manifest.json` pins the shard list and config,
 so a rerun into the same OUTPUT with different input or settings is refused.
 Rejected documents are written as read (not anonymised): they are for audit.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +54,12 @@ def _pass1(shard: Path, sig_path: Path, done: Path, config: PipelineConfig) -> N
 
 
 def _pass2(sig_files: list[Path], dedup_dir: Path, config: PipelineConfig) -> None:
-    per_shard, stats = dedup.cluster(sig_files, config.dedup)
+    write_decisions(sig_files, dedup_dir, *dedup.cluster(sig_files, config.dedup))
+
+
+def write_decisions(sig_files: list[Path], dedup_dir: Path, per_shard: list[dict], stats: PipelineStats) -> None:
+    """Pass 2's output: one decision file per shard, then _DONE.json (the pass's done-marker)."""
+    dedup_dir.mkdir(parents=True, exist_ok=True)
     for path, decision in zip(sig_files, per_shard):
         out = dedup_dir / path.name
         tmp = out.with_name(out.name + ".tmp.npz")
@@ -119,33 +127,71 @@ def _load_stats(paths: list[Path]) -> PipelineStats:
     return PipelineStats.merged(PipelineStats.from_dict(json.loads(p.read_text(encoding="utf-8"))) for p in paths)
 
 
-def run_pipeline(config: PipelineConfig, input_dir: str | Path, output: str | Path) -> PipelineStats:
-    """Curate every shard under INPUT_DIR into OUTPUT; returns the merged per-stage stats."""
+@dataclass
+class Layout:
+    """Where a run's shards and each pass's files and done-markers live."""
+
+    config: PipelineConfig
+    output: Path
+    shards: list[Path]
+    names: list[str]
+
+    @property
+    def work(self) -> Path:
+        return self.output / "_work"
+
+    @property
+    def sig(self) -> list[Path]:
+        return [self.work / "signatures" / f"{n}.npz" for n in self.names]
+
+    @property
+    def sig_done(self) -> list[Path]:
+        return [self.work / "signatures" / f"{n}.done.json" for n in self.names]
+
+    @property
+    def dedup_dir(self) -> Path:
+        return self.work / "dedup"
+
+    @property
+    def done(self) -> list[Path]:
+        return [self.output / "_done" / f"{n}.json" for n in self.names]
+
+    def run_pass1(self, indices) -> None:
+        todo = [(self.shards[i], self.sig[i], self.sig_done[i], self.config)
+                for i in indices if not self.sig_done[i].exists()]
+        log.info("pass 1 (normalise + MinHash): %d of %d shards to do", len(todo), len(indices))
+        _map(_pass1, todo, self.config.run.workers)
+
+    def run_pass3(self, indices) -> None:
+        todo = [(self.shards[i], self.names[i], self.sig[i], self.dedup_dir / self.sig[i].name, self.output,
+                 self.config) for i in indices if not self.done[i].exists()]
+        log.info("pass 3 (language, heuristics, PII, quality): %d of %d shards to do", len(todo), len(indices))
+        _map(_pass3, todo, self.config.run.workers)
+
+    def write_stats(self) -> PipelineStats:
+        stats = _load_stats(self.sig_done + [self.dedup_dir / "_DONE.json"] + self.done)
+        write_json_atomic(self.output / "stats.json", stats.to_dict())
+        return stats
+
+
+def layout(config: PipelineConfig, input_dir: str | Path, output: str | Path) -> Layout:
+    """The run's shards under INPUT_DIR, checked against OUTPUT's manifest (written on first use)."""
     input_dir, output = Path(input_dir), Path(output)
     shards = discover_shards(input_dir, config.run.shard_glob)
     names = [shard_name(s, input_dir) for s in shards]
     if len(set(names)) != len(names):
         raise ValueError(f"two input shards map to the same output name under {input_dir} (x.jsonl and x.jsonl.gz?)")
     _check_manifest(output, names, config)
-    work = output / "_work"
-    sig = [work / "signatures" / f"{n}.npz" for n in names]
-    sig_done = [work / "signatures" / f"{n}.done.json" for n in names]
-    todo = [(s, p, d, config) for s, p, d in zip(shards, sig, sig_done) if not d.exists()]
-    log.info("pass 1 (normalise + MinHash): %d of %d shards to do", len(todo), len(shards))
-    _map(_pass1, todo, config.run.workers)
+    return Layout(config, output, shards, names)
 
-    dedup_dir = work / "dedup"
-    if not (dedup_dir / "_DONE.json").exists():
-        log.info("pass 2 (dedup clustering) over %d shards", len(shards))
-        dedup_dir.mkdir(parents=True, exist_ok=True)
-        _pass2(sig, dedup_dir, config)
 
-    done = [output / "_done" / f"{n}.json" for n in names]
-    todo = [(s, n, p, dedup_dir / p.name, output, config)
-            for s, n, p, d in zip(shards, names, sig, done) if not d.exists()]
-    log.info("pass 3 (language, heuristics, PII, quality): %d of %d shards to do", len(todo), len(shards))
-    _map(_pass3, todo, config.run.workers)
-
-    stats = _load_stats(sig_done + [dedup_dir / "_DONE.json"] + done)
-    write_json_atomic(output / "stats.json", stats.to_dict())
-    return stats
+def run_pipeline(config: PipelineConfig, input_dir: str | Path, output: str | Path) -> PipelineStats:
+    """Curate every shard under INPUT_DIR into OUTPUT; returns the merged per-stage stats."""
+    run = layout(config, input_dir, output)
+    every = range(len(run.shards))
+    run.run_pass1(every)
+    if not (run.dedup_dir / "_DONE.json").exists():
+        log.info("pass 2 (dedup clustering) over %d shards", len(run.shards))
+        _pass2(run.sig, run.dedup_dir, config)
+    run.run_pass3(every)
+    return run.write_stats()

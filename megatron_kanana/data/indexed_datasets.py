@@ -30,8 +30,26 @@ META_SUFFIX = ".meta.json"
 
 def write_meta(prefix: str, tokenizer, max_token_id: int) -> None:
     """The tokenizer and id range of PREFIX (written before the .idx, so a complete dataset has it)."""
-    meta = {"format": "kanana-indexed-1", "tokenizer": tokenizer.path, "tokenizer_fingerprint": tokenizer.fingerprint,
-            "vocab_size": tokenizer.vocab_size, "max_token_id": int(max_token_id)}
+    write_meta_dict(prefix, {"format": "kanana-indexed-1", "tokenizer": tokenizer.path,
+                             "tokenizer_fingerprint": tokenizer.fingerprint, "vocab_size": tokenizer.vocab_size,
+                             "max_token_id": int(max_token_id)})
+
+
+def merged_meta(prefixes: list[str]) -> dict | None:
+    """The metadata of the concatenation of `prefixes`: one tokenizer, the largest id of all;
+    None when any input predates the metadata (the merged dataset is then a legacy one too)."""
+    metas = {p: read_meta(p) for p in prefixes}
+    if any(m is None for m in metas.values()):
+        return None
+    fingerprints = {m.get("tokenizer_fingerprint") for m in metas.values()}
+    if len(fingerprints) > 1:
+        listing = ", ".join(f"{p} ({str(m.get('tokenizer_fingerprint'))[:12]})" for p, m in metas.items())
+        raise DatasetError(f"cannot merge datasets made with different tokenizers: {listing}")
+    first = next(iter(metas.values()))
+    return {**first, "max_token_id": max(int(m["max_token_id"]) for m in metas.values())}
+
+
+def write_meta_dict(prefix: str, meta: dict) -> None:
     tmp = prefix + META_SUFFIX + ".tmp"
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=1)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from megatron_kanana.data import job_array
 from megatron_kanana.data.indexed_datasets import EmptyDatasetError, write_meta
 from megatron_kanana.data.jsonl_reader import (BadInputError, InputReport, Shard, expand_inputs, is_compressed, plan_shards,
                                                shard_documents)
@@ -228,9 +229,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--strict", action="store_true", help="stop at the first bad line instead of counting it")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing PREFIX.bin/.idx")
     parser.add_argument("--shard-mb", type=float, default=None, help="byte-range size of plain files (default: auto)")
+    job_array.add_arguments(parser)  # --task-id/--task-count/--plan: data/preprocess_array.py
 
 
 def run(args) -> int:
+    if args.plan or args.task_id is not None or args.task_count is not None:
+        from megatron_kanana.data.preprocess_array import run as run_array_task
+
+        return run_array_task(args)
     try:
         result = preprocess(args.input, args.tokenizer, args.output_prefix, args.workers, args.json_key,
                             args.append_eod, args.strict, args.overwrite, args.shard_mb)

@@ -17,7 +17,9 @@ from megatron_kanana.parallel.config import check_layout
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-SCRIPTS = sorted(p for p in EXAMPLES.glob("*.sh") if p.name not in ("slurm_common.sh", "posttrain.sh"))
+# curate.sh / preprocess.sh submit CPU data arrays, not training: tests/unit/test_data_scripts.py
+SCRIPTS = sorted(p for p in EXAMPLES.glob("*.sh")
+                 if p.name not in ("slurm_common.sh", "posttrain.sh", "curate.sh", "preprocess.sh"))
 POSTTRAIN = EXAMPLES / "posttrain.sh"  # one script, STAGE=sft|reward|dpo|online_dpo picks the config
 CONFIGS = sorted((EXAMPLES / "pretrain").glob("*.yaml"))
 MIXTURES = sorted((EXAMPLES / "mixtures").glob("*.yaml")) + sorted((EXAMPLES / "demo").glob("mixture*.yaml"))

@@ -17,12 +17,22 @@ def corpus_texts() -> list[str]:
     return texts
 
 
-def build_hf_tokenizer(path, vocab_size: int = 800, extra_tokens: int = 0) -> str:
-    """A byte-level BPE tokenizer.json trained in-process (no download), Llama-3-style specials."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+# Llama 3's pre-tokenizer regex, as its tokenizer.json spells it.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def build_hf_tokenizer(path, vocab_size: int = 800, extra_tokens: int = 0, llama3_split: bool = False) -> str:
+    """A byte-level BPE tokenizer.json trained in-process (no download), Llama-3-style specials.
+    `llama3_split`: Llama 3's pre-tokenizer (Split on its regex, then ByteLevel without GPT-2's regex)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if llama3_split:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|end_of_text|>", "<pad>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -36,6 +46,11 @@ def build_hf_tokenizer(path, vocab_size: int = 800, extra_tokens: int = 0) -> st
 @pytest.fixture(scope="session")
 def hf_tokenizer(tmp_path_factory) -> str:
     return build_hf_tokenizer(tmp_path_factory.mktemp("hf") / "tokenizer.json")
+
+
+@pytest.fixture(scope="session")
+def llama3_tokenizer(tmp_path_factory) -> str:
+    return build_hf_tokenizer(tmp_path_factory.mktemp("llama3") / "tokenizer.json", vocab_size=2000, llama3_split=True)
 
 
 @pytest.fixture(scope="session")

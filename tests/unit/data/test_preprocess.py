@@ -153,7 +153,14 @@ def test_merge(tmp_path, hf_tokenizer, sp_tokenizer, bilingual_jsonl, read_docum
     docs = read_documents(str(tmp_path / "all"))
     assert docs == read_documents(str(tmp_path / "p-0")) + read_documents(str(tmp_path / "p-1"))
     assert tokens == sum(map(len, docs))
+    from megatron_kanana.data.indexed_datasets import read_meta
+    merged, parts = read_meta(str(tmp_path / "all")), [read_meta(str(tmp_path / f"p-{i}")) for i in (0, 1)]
+    assert merged["tokenizer_fingerprint"] == parts[0]["tokenizer_fingerprint"]  # carried to the merged dataset
+    assert merged["max_token_id"] == max(p["max_token_id"] for p in parts) == max(max(d) for d in docs)
     preprocess([str(tmp_path / "two.jsonl")], sp_tokenizer, str(tmp_path / "q"))  # also uint16: dtype matches
+    with pytest.raises(ValueError, match="different tokenizers"):
+        merge_datasets([str(tmp_path / "p-0"), str(tmp_path / "q")], str(tmp_path / "mixed"))
+    assert not (tmp_path / "mixed.idx").exists()
     with pytest.raises(ValueError, match="matches no PREFIX.idx"):
         merge_datasets([str(tmp_path / "zz*")], str(tmp_path / "x"))
     with pytest.raises(FileExistsError):
