@@ -110,14 +110,14 @@ def evaluate_hf(hf_dir: str | Path, tasks: list[str], options: EvalOptions, task
     if not (hf_dir / "config.json").exists():
         raise EvalError(f"--hf {hf_dir}: no config.json, not a Hugging Face model directory "
                         "(make one with `kanana convert --from mcore --to hf`)")
-    lm = HFLM(pretrained=str(hf_dir), tokenizer=_hf_tokenizer(hf_dir), device="cpu", dtype=torch.float32,
+    lm = HFLM(pretrained=str(hf_dir), tokenizer=hf_tokenizer(hf_dir), device="cpu", dtype=torch.float32,
               batch_size=options.batch_size)
     results = run_lm_eval(lm, tasks, options, task_manager)
     results["config"]["model"] = f"hf:{hf_dir}"
     return results
 
 
-def _hf_tokenizer(hf_dir: Path):
+def hf_tokenizer(hf_dir: Path):
     """The export's tokenizer for transformers. `kanana convert` copies a bare tokenizer.json,
     which names no end-of-text token; take ours (the one the checkpoint trained with)."""
     if (hf_dir / "tokenizer_config.json").exists():
