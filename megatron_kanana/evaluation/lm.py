@@ -63,15 +63,20 @@ class KananaLM(TemplateLM):
         return f"{self.name}-{self.kanana_tokenizer.fingerprint}"
 
     def chat_template(self, chat_template=False) -> str:
-        return self._template.name if self._template is not None else ""
+        """The name lm-eval records (and hashes into its request cache) for the template in use."""
+        return self._chat().name
+
+    def _chat(self):
+        from megatron_kanana.data.chat_template import get_template
+
+        return self._template or get_template("auto", self.kanana_tokenizer)
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """The conversation rendered by the project's chat template (data/chat_template.py), as text
         whose special tokens re-encode to themselves."""
-        from megatron_kanana.data.chat_template import Message, get_template
+        from megatron_kanana.data.chat_template import Message
 
-        template = self._template or get_template("auto", self.kanana_tokenizer)
-        ids, _ = template.render([Message(m["role"], m["content"]) for m in chat_history], self.kanana_tokenizer,
+        ids, _ = self._chat().render([Message(m["role"], m["content"]) for m in chat_history], self.kanana_tokenizer,
                                  add_generation_prompt=add_generation_prompt)
         return self.kanana_tokenizer.decode(ids)
 
