@@ -16,7 +16,7 @@ setup(
     + find_packages(where="kernels", include=["kanana_kernels", "kanana_kernels.*"]),
     package_dir={"kanana_kernels": "kernels/kanana_kernels"},
     include_package_data=True,
-    package_data={"megatron_kanana": ["data/corpus/**/*", "**/*.yaml"]},
+    package_data={"megatron_kanana": ["data/corpus/**/*", "**/*.yaml", "evaluation/local_tasks/**/*"]},
     install_requires=[
         "torch>=2.4",
         "megatron-core>=0.16.1,<0.17",
@@ -33,6 +33,8 @@ setup(
         "gpu": ["transformer-engine[pytorch]", "flash-attn"],
         "logging": ["wandb", "tensorboard", "matplotlib"],
         "hf": ["transformers"],
+        # `kanana eval` (and its --hf comparison, which needs accelerate)
+        "eval": ["lm-eval==0.4.13", "accelerate", "transformers"],
     },
     entry_points={"console_scripts": ["kanana=megatron_kanana.cli:main"]},
 )

@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "curate-train-classifier": ("megatron_kanana.curation.classifier.train",
                                 "Train the fastText-style quality classifier, iteratively"),
     "demo": ("", "Run the main job (examples/demo/demo.py, as `make demo`): the recipe in miniature on CPU"),
+    "eval": ("megatron_kanana.evaluation.cli", "Benchmarks (KMMLU, MMLU, GSM8K, ...) through lm-evaluation-harness, any TP/PP"),
     "generate": ("megatron_kanana.inference.generate", "Continuations of prompts from a checkpoint (KV-cached; greedy or sampled)"),
     "mixture": ("megatron_kanana.data.mixture_report", "Show a stage mixture: shares, tokens available, epochs"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),

@@ -1,0 +1,1 @@
+"""Benchmarks through lm-evaluation-harness: `kanana eval` and the in-process `evaluate()`."""

@@ -1,0 +1,136 @@
+"""Forward-only token log-probabilities for evaluation, at any TP/PP, and evaluation's DP view.
+
+    chunks = load_frozen_lm(shape, parallel, device, checkpoint_dir)
+    logp_BS, greedy_BS, last_BV = token_logprobs(chunks, inputs_BS, targets_BS, last_B)  # on every rank
+
+`token_logprobs` runs megatron's forward-only schedule (the one training and
+`reward_head.score` use), so pipeline stages pass activations as in training and
+tensor-parallel logits are never gathered: log p(y) = logit[y] − logsumexp, both
+reduced over TP (mcore/loss.py). "Greedy" means the target's logit is the
+largest in the whole vocabulary (max all-reduced over TP), lm-eval's is_greedy.
+`last_BV` is the whole log-softmax at one position per row (gathered over TP):
+lm-eval scores several one-token continuations of one context (the four
+letters of a multiple-choice question) from one forward, as its HF backend does.
+The last stage broadcasts the result over the pipeline group.
+
+Evaluation shards requests over data-parallel replicas only: every rank of one
+model replica sees the same requests. `DataParallelView` is what lm-eval's
+`rank`, `world_size`, `all_gather`, `gather_object` and `barrier` map to.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from megatron.core import parallel_state
+from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
+
+from megatron_kanana.mcore import runtime
+from megatron_kanana.mcore.distill import build_teacher
+from megatron_kanana.mcore.loss import vocab_parallel_logsumexp, vocab_parallel_target_logit
+from megatron_kanana.mcore.step import run_schedule
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.parallel.config import ParallelConfig
+
+
+def load_frozen_lm(shape: ModelShape, parallel: ParallelConfig, device: str,
+                   checkpoint: str | Path) -> list[torch.nn.Module]:
+    """This rank's chunks of an LM checkpoint (saved at any layout), frozen, in eval mode.
+    The frozen loader is distillation's teacher loader: the same build + resharding load."""
+    return build_teacher(shape, parallel, device, checkpoint)
+
+
+def _greedy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Whether each target's logit is the vocabulary-wide maximum (logits split over TP)."""
+    logits = logits.float()
+    top = logits.max(dim=-1).values
+    if parallel_state.get_tensor_model_parallel_world_size() > 1:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX, group=parallel_state.get_tensor_model_parallel_group())
+    return vocab_parallel_target_logit(logits, targets) >= top
+
+
+@torch.no_grad()
+def token_logprobs(chunks: list[torch.nn.Module], inputs_BS: torch.Tensor, targets_BS: torch.Tensor,
+                   last_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """On CPU, on every rank: log p(targets[b, s] | inputs[b, :s+1]) fp32 [B, S], whether each target
+    is the argmax, bool [B, S], and the whole log-softmax at position last_B[b] of each row, fp32 [B, V].
+
+    Rows are right-padded (pads only follow real tokens, so causal attention keeps them out
+    of every real position); the caller reads only real positions. Every rank of the
+    model-parallel group must call this with the same tensors."""
+    if inputs_BS.shape != targets_BS.shape or inputs_BS.dim() != 2 or last_B.shape != inputs_BS.shape[:1]:
+        raise ValueError(f"token_logprobs: inputs {tuple(inputs_BS.shape)}, targets {tuple(targets_BS.shape)} "
+                         f"must be the same [B, S] and last {tuple(last_B.shape)} [B]")
+    rows, seq_length = inputs_BS.shape
+    device = runtime.comm_device()
+    batch = {"tokens": inputs_BS.to(device), "targets": targets_BS.to(device), "last": last_B.to(device),
+             "position_ids": torch.arange(seq_length, device=device).expand(rows, -1)}
+
+    def forward_step(batch_iter, model):
+        mb = next(batch_iter)
+        logits = model(mb["tokens"], mb["position_ids"], None)
+
+        def collect(output):
+            logp = vocab_parallel_target_logit(output, mb["targets"]) - vocab_parallel_logsumexp(output)
+            at_last = output[torch.arange(rows, device=output.device), mb["last"]].float()  # [B, V/tp]
+            last = gather_from_tensor_model_parallel_region(at_last)
+            return torch.zeros((), device=device), {"logp": logp, "greedy": _greedy(output, mb["targets"]),
+                                                    "last": torch.log_softmax(last, dim=-1)}
+
+        return logits, collect
+
+    was_training = [chunk.training for chunk in chunks]
+    for chunk in chunks:
+        chunk.eval()
+    try:
+        dicts = run_schedule(chunks, forward_step, [batch], rows, seq_length, forward_only=True)
+    finally:
+        for chunk, mode in zip(chunks, was_training):
+            chunk.train(mode)
+    vocab = _vocab_size(chunks)
+    # one tensor, one broadcast: log-probs, greedy flags as 0/1, then the last-position rows
+    out = torch.zeros(rows, 2 * seq_length + vocab, dtype=torch.float32, device=device)
+    if dicts:  # the last pipeline stage
+        d = dicts[0]
+        out.copy_(torch.cat([d["logp"], d["greedy"].float(), d["last"]], dim=1))
+    dist.broadcast(out, src=parallel_state.get_pipeline_model_parallel_last_rank(),
+                   group=parallel_state.get_pipeline_model_parallel_group())
+    out = out.cpu()
+    return out[:, :seq_length], out[:, seq_length:2 * seq_length] > 0.5, out[:, 2 * seq_length:]
+
+
+def _vocab_size(chunks: list[torch.nn.Module]) -> int:
+    model = chunks[0]
+    while hasattr(model, "module"):  # DDP / Float16Module wrappers
+        model = model.module
+    return model.vocab_size
+
+
+class DataParallelView:
+    """This rank's place among data-parallel replicas, and the collectives lm-eval asks for."""
+
+    def __init__(self, group: Optional[dist.ProcessGroup] = None):
+        self.group = group or parallel_state.get_data_parallel_group()
+        self.rank = dist.get_rank(group=self.group)
+        self.world_size = dist.get_world_size(group=self.group)
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Concatenation over replicas of a tensor (lm-eval pads requests with it)."""
+        local = tensor.reshape(-1).to(runtime.comm_device())
+        parts = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(parts, local, group=self.group)
+        return torch.cat(parts).cpu()
+
+    def gather_object(self, obj, dst: int = 0):
+        parts = [None] * self.world_size if self.rank == dst else None
+        dist.gather_object(obj, parts, dst=dist.get_global_rank(self.group, dst), group=self.group)
+        return parts
+
+    def barrier(self) -> None:
+        dist.barrier(group=self.group)
+
+
+def is_global_rank_zero() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
