@@ -10,12 +10,10 @@ import pytest
 from megatron_kanana.checkpointing.hf_export import complete_export
 from megatron_kanana.data.chat_template import Message, TemplateError, get_template, to_jinja
 from megatron_kanana.data.tokenizer import load_tokenizer
-from tests.unit.data.conftest import corpus_texts
+from tests.unit.data.conftest import build_llama3_bpe
 
 transformers = pytest.importorskip("transformers")
 
-LLAMA3_SPECIALS = ["<|end_of_text|>", "<pad>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                   "<|eot_id|>"]
 CONVERSATIONS = [
     [("system", "You are a careful assistant. 간결하게 답하세요."), ("user", "What is 12+30?"), ("assistant", "42."),
      ("user", "그럼 42에 8을 더하면?"), ("assistant", "50입니다.")],
@@ -27,21 +25,7 @@ CONVERSATIONS = [
 
 @pytest.fixture(scope="module")
 def llama3_bpe(tmp_path_factory) -> str:
-    """Byte-level BPE trained in-process with Llama 3's pre-tokenizer split and chat specials."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    pattern = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-               r"\s*[\r\n]+|\s+(?!\S)|\s+")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=LLAMA3_SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus_texts(), trainer)
-    path = tmp_path_factory.mktemp("llama3") / "tokenizer.json"
-    tok.save(str(path))
-    return str(path)
+    return build_llama3_bpe(tmp_path_factory.mktemp("llama3") / "tokenizer.json")
 
 
 def _export_tokenizer(tmp_path, tokenizer_file: str):
