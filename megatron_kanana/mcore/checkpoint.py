@@ -16,6 +16,8 @@ from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
+from megatron_kanana.mcore import compat
+
 
 def model_sharded_state_dict(chunks: list[torch.nn.Module]) -> dict:
     """Megatron's convention: `model` for one chunk, `model0`, `model1`, ... with VPP."""
@@ -32,6 +34,7 @@ def save_model(chunks: list[torch.nn.Module], directory: str | Path) -> None:
 
 
 def load_model(chunks: list[torch.nn.Module], directory: str | Path, strict: bool = True) -> None:
+    compat.check_checkpoint_readable(directory)
     state = dist_checkpointing.load(model_sharded_state_dict(chunks), str(directory))
     modules = [getattr(c, "module", c) for c in chunks]
     if len(modules) == 1:
@@ -153,6 +156,7 @@ def load_training_state(chunks: list[torch.nn.Module], optimizer, directory: str
     if optimizer is not None:
         _materialise_torch_adam_state(optimizer)
         request["optimizer"] = optimizer.sharded_state_dict(model_sd, is_loading=True, metadata=_OPTIMIZER_FORMAT)
+    compat.check_checkpoint_readable(directory)
     state = dist_checkpointing.load(request, str(directory))
     modules = [getattr(c, "module", c) for c in chunks]
     for i, m in enumerate(modules):
