@@ -19,7 +19,8 @@ setup(
     package_data={"megatron_kanana": ["data/corpus/**/*", "**/*.yaml", "evaluation/local_tasks/**/*"]},
     install_requires=[
         "torch>=2.4",
-        "megatron-core>=0.16.1,<0.17",
+        # tested at both ends: 0.16.1 (Python 3.11) and 0.19.2 (Python 3.12); mcore/compat.py
+        "megatron-core>=0.16.1,<0.20",
         "numpy",
         "pyyaml",
         "safetensors",

@@ -211,15 +211,28 @@ def _write_shard(path: Path, entries, dtype, get: Callable[..., torch.Tensor]) -
 
 def write_hf_dir(output: Path, names_shapes: list[tuple[str, tuple[int, ...]]], config: Mapping,
                  get: Callable[..., torch.Tensor], dtype: torch.dtype, tokenizer_files: Iterable[Path] = (),
-                 max_shard_bytes: int = 2 * 1024 ** 3, on_tensor: Callable[[str], None] | None = None) -> Path:
+                 max_shard_bytes: int = 2 * 1024 ** 3, on_tensor: Callable[[str], None] | None = None,
+                 meta: Optional[Mapping] = None) -> Path:
     """Stream tensors into OUTPUT.partial/, then rename it to OUTPUT. Tensors are asked
     for one at a time in `names_shapes` order, as `get(name)`, or `get(name, (start, stop))`
-    in row blocks for vocabulary-sized ones."""
+    in row blocks for vocabulary-sized ones. With `meta` (the source checkpoint's kanana.json)
+    the export also gets its chat template, generation config and model card (hf_export.py)."""
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)  # a killed earlier attempt
     partial.mkdir(parents=True)
+    try:
+        _write_into(partial, names_shapes, config, get, dtype, tokenizer_files, max_shard_bytes, on_tensor, meta)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a failed export leaves nothing behind
+        raise
+    os.replace(partial, output)
+    return output
+
+
+def _write_into(partial: Path, names_shapes, config, get, dtype, tokenizer_files, max_shard_bytes, on_tensor,
+                meta) -> None:
     shards = plan_shards(names_shapes, dtype, max_shard_bytes)
     files = [SINGLE] if len(shards) == 1 else [
         f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
@@ -234,9 +247,11 @@ def write_hf_dir(output: Path, names_shapes: list[tuple[str, tuple[int, ...]]], 
                                                 indent=2))
     for src in tokenizer_files:
         shutil.copy2(src, partial / Path(src).name)
+    if meta is not None:
+        from megatron_kanana.checkpointing.hf_export import complete_export
+
+        config = complete_export(partial, config, meta)
     (partial / CONFIG).write_text(json.dumps(dict(config), indent=2, sort_keys=True))
-    os.replace(partial, output)
-    return output
 
 
 def _tap(get, on_tensor):

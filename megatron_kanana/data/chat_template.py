@@ -10,10 +10,22 @@ turn's content and its end-of-turn tokens, 0 everywhere else.
 
     template = get_template("auto", tokenizer)   # llama3 when the tokenizer has its specials, else plain
     ids, mask = template.render(messages, tokenizer)
+    jinja = to_jinja(template, tokenizer)         # the same ids through HF's apply_chat_template
+
+`to_jinja` writes a template as the Jinja `chat_template` of a Hugging Face tokenizer_config.json.
+HF renders one string and tokenizes it whole, with special tokens splitting it into segments
+tokenized on their own; the project tokenizes every piece on its own. The two agree when
+(a) every Special is a special token of the HF tokenizer (so it splits the string), and
+(b) the text pieces and contents that meet inside one segment tokenize the same joined as apart.
+For SentencePiece (`prefixes_each_encode`) (b) needs a space where two texts meet: each encode
+call starts a word ("▁"), which HF's converted tokenizer does only at a segment's start.
+For byte-level BPE (b) holds unless a content starts with a newline right after the "\n\n" of
+llama3's header (the two would merge into one pre-token): such a conversation differs.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Mapping, Sequence, Union
 
 from megatron_kanana.data.tokenizer import Tokenizer
@@ -129,3 +141,61 @@ def get_template(name: str, tokenizer: Tokenizer | None = None) -> ChatTemplate:
         raise TemplateError(f"chat template {name!r} needs special tokens {template.missing_specials(tokenizer)} "
                             f"that the tokenizer {tokenizer.path} lacks; use template 'plain' (or 'auto')")
     return template
+
+
+# ---------------------------------------------------------------- Hugging Face export
+
+def to_jinja(template: ChatTemplate, tokenizer: Tokenizer) -> str:
+    """A Jinja chat template whose `apply_chat_template(messages, add_generation_prompt=...)`
+    (tokenized by the exported tokenizer) gives `template.render`'s ids; see the module docstring."""
+    missing = template.missing_specials(tokenizer)
+    if missing:
+        raise TemplateError(f"chat template {template.name!r} needs special tokens {missing} that the tokenizer "
+                            f"{tokenizer.path} lacks; use template 'plain' (or 'auto')")
+    spaced = tokenizer.prefixes_each_encode
+    names = json.dumps(dict(template.role_names), ensure_ascii=False)
+
+    def text(expr: str) -> str:
+        # ns.text: the last thing written was text, not a special token (SentencePiece needs a space)
+        space = "{%- if ns.text %}{{- ' ' }}{%- endif %}" if spaced else ""
+        return f"{space}{{{{- {expr} }}}}{{%- set ns.text = true %}}"
+
+    def pieces(ps, role_expr: str) -> str:
+        out = []
+        for p in ps:
+            if isinstance(p, Special):
+                token = tokenizer.id_to_token(tokenizer.eod) if p.name == EOD else p.name
+                out.append(f"{{{{- {_literal(token)} }}}}{{%- set ns.text = false %}}")
+            else:
+                parts = p.text.split("{role}")
+                expr = f" ~ names.get({role_expr}, {role_expr}) ~ ".join(_literal(x) for x in parts)
+                out.append(text(expr))
+        return "".join(out)
+
+    return "".join([
+        f"{{%- set names = {names} %}}{{%- set ns = namespace(text=false) %}}",
+        pieces(template.begin, "''"),
+        "{%- for message in messages %}",
+        pieces(template.header, "message['role']"),
+        # an empty content encodes to nothing: no space either
+        "{%- if message['content'] %}", text("message['content']"), "{%- endif %}",
+        pieces(template.end_of_turn, "message['role']"),
+        "{%- endfor %}",
+        "{%- if add_generation_prompt %}", pieces(template.header, "'assistant'"), "{%- endif %}",
+    ])
+
+
+def _literal(text: str) -> str:
+    """A Jinja string literal (Jinja reads Python's escapes, which JSON's are a subset of)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def end_of_turn_ids(template: ChatTemplate, tokenizer: Tokenizer) -> list[int]:
+    """Ids that end generation: the tokenizer's eod, then the template's end-of-turn specials."""
+    ids = [tokenizer.eod]
+    for p in template.end_of_turn:
+        if isinstance(p, Special):
+            token_id = tokenizer.eod if p.name == EOD else tokenizer.token_to_id(p.name)
+            if token_id not in ids:
+                ids.append(token_id)
+    return ids

@@ -57,6 +57,14 @@ class Tokenizer(abc.ABC):
         """The id of `token` when it is a single entry of the vocabulary (a special token), else None."""
         return None
 
+    def id_to_token(self, token_id: int) -> str:
+        """The vocabulary entry of `token_id` as written in the tokenizer file (e.g. "</s>")."""
+        raise NotImplementedError(f"{self.kind} cannot name its tokens")
+
+    # True when every encode() call starts a new word (SentencePiece's dummy prefix "▁"), so
+    # encode(a) + encode(b) is encode(a + " " + b) at a word boundary rather than encode(a + b).
+    prefixes_each_encode = False
+
     @property
     def kind(self) -> str:
         return type(self).__name__
@@ -149,6 +157,9 @@ class HFTokenizer(Tokenizer):
     def token_to_id(self, token: str) -> int | None:
         return self._tok.token_to_id(token)
 
+    def id_to_token(self, token_id: int) -> str:
+        return self._tok.id_to_token(token_id)
+
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         fast = self._fast_encoder()
         if fast:
@@ -196,6 +207,12 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self._sp.encode(text)
+
+    # `kanana train-tokenizer` keeps SentencePiece's default add_dummy_prefix
+    prefixes_each_encode = True
+
+    def id_to_token(self, token_id: int) -> str:
+        return self._sp.id_to_piece(token_id)
 
     def token_to_id(self, token: str) -> int | None:
         token_id = self._sp.piece_to_id(token)

@@ -14,3 +14,7 @@ for _pattern in ("Transformer Engine and Apex are not installed", "Apex is not i
                  "full scope is deprecated", "deprecating ShardedTensor", "`load_state_dict` is deprecated",
                  "CUDA_DEVICE_MAX_CONNECTIONS"):
     _warnings.filterwarnings("ignore", message=f".*{_pattern}.*")
+
+# An unsupported megatron-core fails here (compat checks the version on import), naming
+# both versions, before any megatron module loads.
+from megatron_kanana.mcore import compat as _compat  # noqa: E402,F401

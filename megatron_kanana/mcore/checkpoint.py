@@ -26,6 +26,7 @@ from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 from megatron_kanana.checkpointing.layout import CheckpointError
+from megatron_kanana.mcore import compat
 
 from megatron_kanana.checkpointing.safe_load import SafeFileSystemReader, load_weights_only, read_dcp_metadata
 
@@ -66,6 +67,7 @@ def load(sharded_state_dict: dict, directory: str | Path) -> dict:
     """dist_checkpointing.load with safe readers; a bad or tampered checkpoint is a
     CheckpointError naming the file, raised before megatron starts reading."""
     read_dcp_metadata(directory)  # a clean error here, instead of one wrapped by every rank's DCP collective
+    compat.check_checkpoint_readable(directory)  # a newer megatron-core's layout: refused naming both versions
     try:
         return dist_checkpointing.load(sharded_state_dict, str(directory), common_strategy=_SafeCommonLoadStrategy())
     except CheckpointError:

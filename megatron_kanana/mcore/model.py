@@ -30,6 +30,7 @@ from megatron.core.transformer.spec_utils import ModuleSpec
 from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
 from megatron.core.transformer.transformer_config import TransformerConfig
 
+from megatron_kanana.mcore import compat
 from megatron_kanana.mcore.attention import SDPACoreAttention
 from megatron_kanana.mcore.fused_head import install_fused_lm_head
 from megatron_kanana.mcore.kernel_layers import KernelRMSNorm, KernelSwiGLUMLP
@@ -108,8 +109,7 @@ def layer_spec(use_transformer_engine: Optional[bool] = None,
     if norm is not None:
         layer.input_layernorm = layer.pre_mlp_layernorm = norm
     if kernels is not None and kernels.swiglu != "megatron":
-        layer.mlp = ModuleSpec(module=KernelSwiGLUMLP, submodules=layer.mlp.submodules,
-                               params={"impl": kernels.swiglu})
+        layer.mlp = compat.mlp_spec(KernelSwiGLUMLP, compat.mlp_submodules(layer.mlp), impl=kernels.swiglu)
     return spec
 
 

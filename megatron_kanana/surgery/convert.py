@@ -123,7 +123,8 @@ def write_output(opened: Opened, source, output: Path, fmt: str, dtype: Optional
             config["kanana"] = extra_meta  # e.g. the layer map; transformers ignores unknown keys
         return hf_dir.write_hf_dir(output, sources.hf_names_in_write_order(source.shape), config,
                                    sources.hf_tensor_getter(cached), dtype, opened.tokenizer_files,
-                                   max_shard_bytes=int(max_shard_gib * 1024 ** 3))
+                                   max_shard_bytes=int(max_shard_gib * 1024 ** 3),
+                                   meta={**opened.meta, **(extra_meta or {})})
     from megatron_kanana.mcore.dist_ckpt_writer import save_source
 
     output.mkdir(parents=True, exist_ok=True)

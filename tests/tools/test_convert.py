@@ -42,6 +42,9 @@ def test_round_trip_is_bit_exact(converted, name):
     for key in ("head_dim", "tie_word_embeddings", "num_key_value_heads", "intermediate_size"):
         assert config[key] == SHAPES[name][0][key]
     assert config["rms_norm_eps"] == 1e-5 and config["rope_parameters"]["rope_theta"] == 500000.0
+    # the model card comes from the megatron checkpoint's kanana.json (no tokenizer here: no chat files)
+    card = (root / f"{name}_back" / "README.md").read_text()
+    assert "1. Converted from a Hugging Face checkpoint (LlamaForCausalLM)." in card
 
 
 def test_sharded_output_loads_in_transformers(converted):

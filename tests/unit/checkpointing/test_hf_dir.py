@@ -61,7 +61,7 @@ def test_shards_and_row_blocks(tmp_path, monkeypatch):
     assert len(blocks) > 1 and blocks[0][0] == 0 and blocks[-1][1] == SHAPE.vocab_size
 
 
-def test_an_interrupted_write_leaves_only_a_partial_dir(tmp_path):
+def test_an_interrupted_write_leaves_nothing(tmp_path):
     def failing(name, rows=None):
         if "layers.2" in name:
             raise KeyboardInterrupt
@@ -69,8 +69,9 @@ def test_an_interrupted_write_leaves_only_a_partial_dir(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         hf_dir.write_hf_dir(tmp_path / "out", list(hm.hf_tensor_shapes(SHAPE).items()), {}, failing, torch.float32)
-    assert not (tmp_path / "out").exists() and (tmp_path / "out.partial").exists()
-    out, _, _ = _write(tmp_path, name="out")  # a rerun replaces the leftovers
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+    (tmp_path / "out.partial").mkdir()  # a kill -9 cannot clean up: a rerun replaces the leftovers
+    out, _, _ = _write(tmp_path, name="out")
     assert out.exists() and not (tmp_path / "out.partial").exists()
 
 

@@ -43,6 +43,27 @@ def build_hf_tokenizer(path, vocab_size: int = 800, extra_tokens: int = 0, llama
     return str(path)
 
 
+LLAMA3_SPECIALS = ["<|end_of_text|>", "<pad>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                   "<|eot_id|>"]
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                r"\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def build_llama3_bpe(path, vocab_size: int = 1000) -> str:
+    """Byte-level BPE trained in-process with Llama 3's pre-tokenizer split and chat specials."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=LLAMA3_SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus_texts(), trainer)
+    tok.save(str(path))
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def hf_tokenizer(tmp_path_factory) -> str:
     return build_hf_tokenizer(tmp_path_factory.mktemp("hf") / "tokenizer.json")
