@@ -220,5 +220,5 @@ def candidate_layouts(job: Job, num_gpus: int):
 def alternatives(job: Job, gpu: GPU, num_gpus: int, efficiency: float = COMPUTE_EFFICIENCY,
                  top: int = 5) -> list[Row]:
     rows = {layout: estimate(job, layout, gpu, num_gpus, efficiency) for layout in candidate_layouts(job, num_gpus)}
-    fitting = sorted((r for r in rows.values() if r.fits), key=lambda r: -r.tokens_per_s_per_gpu)
+    fitting = sorted((r for r in rows.values() if r.fits and r.layout != job.layout), key=lambda r: -r.tokens_per_s_per_gpu)
     return fitting[:top]
