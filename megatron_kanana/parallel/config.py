@@ -146,7 +146,7 @@ def check_recompute_layers(parallel: ParallelConfig, shape: ModelShape) -> None:
         return
     per_chunk = shape.num_layers // (parallel.pipeline_model_parallel_size * parallel.num_model_chunks)
     if parallel.recompute_num_layers > per_chunk:
-        raise ConfigError(f"recompute_num_layers ({parallel.recompute_num_layers}) exceeds the layers of one "
+        raise ConfigError(f"parallel.recompute_num_layers ({parallel.recompute_num_layers}) exceeds the layers of one "
                           f"model chunk ({shape.num_layers} layers / PP × VPP = {per_chunk})")
 
 
@@ -161,9 +161,9 @@ def check_engine_features(parallel: ParallelConfig, device: str) -> None:
         if not wanted:
             continue
         if device != "cuda":
-            raise ConfigError(f"{key} needs GPUs with Transformer Engine; it is not available on {device}")
+            raise ConfigError(f"parallel.{key} needs GPUs with Transformer Engine; it is not available on {device}")
         if not transformer_engine_installed():
-            raise ConfigError(f"{key} needs Transformer Engine (import transformer_engine failed); "
+            raise ConfigError(f"parallel.{key} needs Transformer Engine (import transformer_engine failed); "
                               f"install it or unset parallel.{key}")
     if parallel.fp8 is not None:
         check_fp8_recipe(parallel.fp8_recipe)
@@ -178,5 +178,5 @@ def check_fp8_recipe(recipe: str) -> None:
     from transformer_engine.common import recipe as te_recipe
 
     if not hasattr(te_recipe, _FP8_RECIPE_CLASSES[recipe]):
-        raise ConfigError(f"fp8_recipe: {recipe} needs transformer_engine.common.recipe."
+        raise ConfigError(f"parallel.fp8_recipe: {recipe} needs transformer_engine.common.recipe."
                           f"{_FP8_RECIPE_CLASSES[recipe]}, which the installed Transformer Engine lacks")

@@ -84,15 +84,15 @@ def stage_activation_bytes(layer: LayerShape, layers_per_stage: int, s: int, b: 
                            recompute: Recompute, in_flight: float) -> float:
     """Activations a pipeline stage holds at its peak: `in_flight` micro-batches' worth of
     stored layers (1F1B's first stage holds PP of them) plus, with full recomputation,
-    one recomputed group during backward. Full recomputation keeps each group's input."""
+    one recomputed group (uniform) or layer (block) during backward. Full recomputation keeps each group's input."""
     full = layer_activation_bytes(layer, s, b, t, sp, selective=recompute.granularity == "selective")
     if recompute.granularity != "full":
         return in_flight * layers_per_stage * full
     layer_input = 2 * s * b * layer.hidden / (t if sp else 1)
     n = min(recompute.num_layers or 1, layers_per_stage)
-    if recompute.method == "block":  # the first n layers recomputed, the rest stored
+    if recompute.method == "block":  # the first n layers checkpointed one by one, the rest stored
         stored = n * layer_input + (layers_per_stage - n) * full
-        return in_flight * stored + n * full
+        return in_flight * stored + full
     groups = -(-layers_per_stage // n)  # uniform: keep each group's input, recompute a group at a time
     return in_flight * groups * layer_input + n * full
 
