@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("megatron_kanana.inference.generate", "Continuations of prompts from a checkpoint (KV-cached; greedy or sampled)"),
     "mixture": ("megatron_kanana.data.mixture_report", "Show a stage mixture: shares, tokens available, epochs"),
     "model-info": ("megatron_kanana.models.info", "Print a preset's shape and parameter counts"),
+    "plan": ("megatron_kanana.planning.cli", "Per-GPU memory and estimated throughput of a config's layout, and better ones"),
     "plot": ("megatron_kanana.training.plot", "Draw a run's metrics (loss, validation, LR, throughput) as PNGs"),
     "prune": ("megatron_kanana.surgery.prune", "Width/depth pruning by importance scores (heads per KV group, tied embeddings)"),
     "prune-score": ("megatron_kanana.surgery.score", "Activation importance of channels, heads, neurons, layers for pruning"),

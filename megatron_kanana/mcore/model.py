@@ -88,9 +88,23 @@ def transformer_config(shape: ModelShape, parallel: ParallelConfig, device: str,
         # can pair an activation with a same-shaped gradient. The unbatched path
         # posts in a fixed even/odd order that pairs them correctly.
         batch_p2p_comm=device == "cuda",
+        **recompute_and_fp8_fields(parallel),
     )
     kwargs.update(overrides)
     return TransformerConfig(**kwargs)
+
+
+def recompute_and_fp8_fields(parallel: ParallelConfig) -> dict:
+    """The parallel section's per-layer choices, under TransformerConfig's names. Selective
+    recomputation is megatron's default module list (core attention), which checkpoints
+    whatever core-attention module the spec holds (SDPACoreAttention on the local spec)."""
+    fields = dict(recompute_granularity=parallel.recompute_granularity,
+                  recompute_method=parallel.recompute_method,
+                  recompute_num_layers=parallel.recompute_num_layers,
+                  tp_comm_overlap=parallel.tp_comm_overlap)
+    if parallel.fp8 is not None:
+        fields.update(fp8=parallel.fp8, fp8_recipe=parallel.fp8_recipe, fp8_param=parallel.fp8_param_gather)
+    return fields
 
 
 def layer_spec(use_transformer_engine: Optional[bool] = None,

@@ -1,8 +1,9 @@
 """One optimizer step on megatron-core: DDP, the (distributed) optimizer, schedules.
 
-    chunks = wrap_ddp(build_model(...), use_distributed_optimizer=True)
+    chunks = wrap_ddp(build_model(...), DDPSettings(overlap_grad_reduce=True, overlap_param_gather=True))
     optimizer = build_optimizer(chunks, OptimizerSettings(lr=3e-4, ...))
     result = train_step(chunks, optimizer, forward_step, batches, micro_batch_size=1, seq_length=128)
+    sync_params(chunks)   # before reading or saving parameters when the gather is overlapped
 
 `train_step` runs megatron's schedule for the current layout (no pipelining,
 1F1B, or interleaved 1F1B), which all-reduces (or reduce-scatters, with the
@@ -39,13 +40,33 @@ class OptimizerSettings:
     optimizer: str = "adam"
 
 
-def wrap_ddp(chunks: list[torch.nn.Module], use_distributed_optimizer: bool = True,
-             overlap_grad_reduce: bool = False) -> list[DistributedDataParallel]:
+@dataclasses.dataclass(frozen=True)
+class DDPSettings:
+    """How megatron's DDP reduces gradients and gathers parameters (Megatron-LM's names);
+    the trainer's optim section resolves to this (training/optim.py)."""
+
+    use_distributed_optimizer: bool = True
+    overlap_grad_reduce: bool = False
+    overlap_param_gather: bool = False
+    align_param_gather: bool = True
+    bucket_size: Optional[int] = None
+    grad_reduce_in_fp32: bool = True
+
+
+def wrap_ddp(chunks: list[torch.nn.Module], settings: DDPSettings | None = None, *,
+             use_distributed_optimizer: Optional[bool] = None) -> list[DistributedDataParallel]:
+    """`use_distributed_optimizer=` alone is shorthand for DDPSettings(use_distributed_optimizer=...)."""
+    settings = settings or DDPSettings()
+    if use_distributed_optimizer is not None:
+        settings = dataclasses.replace(settings, use_distributed_optimizer=use_distributed_optimizer)
     config = get_model_config(chunks[0])
     ddp_config = DistributedDataParallelConfig(
-        grad_reduce_in_fp32=True,
-        overlap_grad_reduce=overlap_grad_reduce,
-        use_distributed_optimizer=use_distributed_optimizer,
+        grad_reduce_in_fp32=settings.grad_reduce_in_fp32,
+        overlap_grad_reduce=settings.overlap_grad_reduce,
+        overlap_param_gather=settings.overlap_param_gather,
+        align_param_gather=settings.align_param_gather,
+        bucket_size=settings.bucket_size,
+        use_distributed_optimizer=settings.use_distributed_optimizer,
     )
     wrapped = [
         DistributedDataParallel(config=config, ddp_config=ddp_config, module=chunk,
@@ -55,7 +76,31 @@ def wrap_ddp(chunks: list[torch.nn.Module], use_distributed_optimizer: bool = Tr
     ]
     for chunk in wrapped:
         chunk.broadcast_params()  # identical replicas across data-parallel ranks
+    _install_sync_hooks(config, wrapped, settings)
     return wrapped
+
+
+def _install_sync_hooks(config, chunks: list[DistributedDataParallel], settings: DDPSettings) -> None:
+    """What Megatron-LM's training loop sets on the model config for overlap: the schedules
+    call these to start each chunk's gradient reduction as its last backward ends (with
+    pipelining) and its parameter gather as its first forward begins (align_param_gather)."""
+    def one_or_list(funcs):
+        return funcs if len(funcs) > 1 else funcs[0]
+
+    if settings.overlap_grad_reduce and parallel_state.get_pipeline_model_parallel_world_size() > 1:
+        config.grad_sync_func = one_or_list([c.start_grad_sync for c in chunks])
+    if settings.overlap_param_gather and settings.align_param_gather:
+        config.param_sync_func = one_or_list([c.start_param_sync for c in chunks])
+
+
+def sync_params(chunks: list[DistributedDataParallel]) -> None:
+    """Finish the distributed optimizer's parameter all-gather now. With overlap_param_gather
+    the step leaves it to the next forward, so each rank's parameters outside its own shard
+    are one step stale until then: call this before saving, validating or reading them."""
+    for chunk in chunks:
+        if getattr(chunk, "use_forward_hook", False):
+            chunk.disable_forward_pre_hook(param_sync=True)
+            chunk.enable_forward_pre_hook()
 
 
 def build_optimizer(chunks: list[DistributedDataParallel], settings: OptimizerSettings):

@@ -47,9 +47,17 @@ def run(args: argparse.Namespace) -> int:
     env = LaunchEnv.detect()  # the one read of the launcher's variables
     nproc = args.nproc or cfg.parallel.model_parallel_size
     if args.dry_run:
+        from megatron_kanana.planning.cli import memory_line, plan_config
+
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
         print("launch: " + " ".join(launcher.launch_command(args.config, args.overrides, nproc)))
-        return 0
+        try:  # at parallel.planned_num_gpus (else --nproc) on H100s; refuse what cannot fit
+            row = plan_config(cfg, "h100", args.nproc)
+        except ConfigError as e:
+            print(f"kanana train: config error: {e}", file=sys.stderr)
+            return 2
+        print(memory_line(row, "h100"))
+        return 0 if row.fits else 2
     if env.torchelastic:
         launcher.bind_descendants_to_this_process()  # no worker (or its checkpoint writer) outlives torchrun
     preflight.check(cfg)  # cheap (metadata only); in the launcher's process, before any worker starts

@@ -54,7 +54,12 @@ def build_model(cfg: TrainConfig, rt, objective: Objective) -> list:
     chunks = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
                                      kernels=objective.model_kernels())
     objective.prepare_model(chunks)
-    return mcore_step.wrap_ddp(chunks, use_distributed_optimizer=cfg.optim.use_distributed_optimizer)
+    optim = cfg.optim
+    overlap_grad, overlap_param = optim.resolved_overlap(rt.layout.data, rt.device)
+    return mcore_step.wrap_ddp(chunks, mcore_step.DDPSettings(
+        use_distributed_optimizer=optim.use_distributed_optimizer, overlap_grad_reduce=overlap_grad,
+        overlap_param_gather=overlap_param, align_param_gather=optim.align_param_gather,
+        bucket_size=optim.bucket_size, grad_reduce_in_fp32=optim.grad_reduce_in_fp32))
 
 
 def build_optimizer(cfg: TrainConfig, chunks: list):
@@ -110,6 +115,7 @@ class Trainer:
                 "tokenizer": str(self.cfg.data.tokenizer), "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
     def save(self) -> None:
+        mcore_step.sync_params(self.chunks)  # an overlapped gather leaves other shards' params stale
         self.checkpointer.save(self.chunks, self.optimizer, self.step, self._meta())
 
     # -- data ------------------------------------------------------------------------------
@@ -200,6 +206,7 @@ class Trainer:
         _, valid = self._stage_datasets(stage_index)
         data = self.cfg.data
         losses = {}
+        mcore_step.sync_params(self.chunks)
         for chunk in self.chunks:
             chunk.eval()
         for category, dataset in valid.items():
