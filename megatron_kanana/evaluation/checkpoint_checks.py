@@ -20,9 +20,9 @@ def checked_checkpoint(checkpoint: str | Path, tokenizer_path: Optional[str] = N
     directory = layout.resolve(Path(checkpoint))
     meta = layout.read_meta(directory)
     layout.check_model_kind(meta, directory, ("lm",), "kanana eval")
-    path = tokenizer_path or meta.get("tokenizer")
-    if not path:
+    if not tokenizer_path and not meta.get("tokenizer"):
         raise EvalError(f"{directory} records no tokenizer: pass --tokenizer")
+    path = tokenizer_path or layout.recorded_tokenizer(meta, directory)  # never resolved against the cwd
     tokenizer = load_tokenizer(path)
     recorded = meta.get("tokenizer_fingerprint")
     if recorded and tokenizer.fingerprint != recorded:

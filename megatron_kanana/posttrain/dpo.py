@@ -109,12 +109,16 @@ def build_dpo_datasets(cfg: DPOConfig, seed: int, num_train_pairs: int,
 def check_reference_tokenizer(reference_meta: dict, reference_dir: Path, tokenizer: str | Path) -> None:
     """The reference was trained with the policy's tokenizer (same fingerprint: file contents,
     eod and pad), wherever each copy lives. Checkpoints record the tokenizer's path."""
+    from megatron_kanana.checkpointing.layout import CheckpointError, recorded_tokenizer
     from megatron_kanana.data.tokenizer import load_tokenizer
 
-    recorded = reference_meta.get("tokenizer")
-    if not recorded:
+    if not reference_meta.get("tokenizer"):
         raise ConfigError(f"dpo.reference: {reference_dir} records no tokenizer, so it cannot be checked against "
                           f"data.tokenizer ({tokenizer})")
+    try:  # absolute, or relative to the checkpoint (converted ones carry a copy); never the cwd
+        recorded = recorded_tokenizer(reference_meta, reference_dir)
+    except CheckpointError as e:
+        raise ConfigError(f"dpo.reference: {e}") from None
     try:
         same = load_tokenizer(recorded).fingerprint == load_tokenizer(tokenizer).fingerprint
     except (OSError, ValueError) as e:

@@ -42,9 +42,10 @@ def evaluate(policy: str | Path, reference: str | Path, prefixes: list[str], bat
     metas = {name: layout.read_meta(d) for name, d in dirs.items()}
     for name in dirs:
         layout.check_model_kind(metas[name], dirs[name], ("lm",), f"pref-eval --{name}")
-    check_reference_tokenizer(metas["reference"], dirs["reference"], metas["policy"]["tokenizer"])
+    policy_tokenizer = layout.recorded_tokenizer(metas["policy"], dirs["policy"])  # never against the cwd
+    check_reference_tokenizer(metas["reference"], dirs["reference"], policy_tokenizer)
     shapes = {name: ModelShape.from_dict(m["model"], prefix=f"{name} model") for name, m in metas.items()}
-    fingerprint = load_tokenizer(metas["policy"]["tokenizer"]).fingerprint
+    fingerprint = load_tokenizer(policy_tokenizer).fingerprint
     seq_length = max(read_meta(prefix, "pref")["seq_length"] for prefix in prefixes)
     pairs = open_pair_datasets("pref-eval", prefixes, seq_length, fingerprint)
     parallel = ParallelConfig()

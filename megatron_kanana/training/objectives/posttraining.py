@@ -21,6 +21,22 @@ class PostTrainingObjective(Objective):
         if cfg.distill is not None:
             raise ConfigError(f"distill is a pre-training mode; unset it for {cls.section}")
 
+    dataset_kind = "sft"  # the preprocessed format of data_prefixes / valid_prefixes
+
+    @classmethod
+    def preflight(cls, cfg) -> None:
+        """Datasets of another tokenizer are refused before any worker loads a checkpoint."""
+        from megatron_kanana.data.tokenizer import load_tokenizer
+        from megatron_kanana.posttrain.sft_dataset import check_tokenizer, read_meta
+
+        section = getattr(cfg, cls.section)
+        prefixes = [*(getattr(section, "data_prefixes", None) or []), *(section.valid_prefixes or [])]
+        if not prefixes:
+            return
+        fingerprint = load_tokenizer(cfg.data.tokenizer).fingerprint
+        for prefix in prefixes:
+            check_tokenizer(cls.section, prefix, read_meta(prefix, cls.dataset_kind), fingerprint)
+
     @property
     def config_section(self):
         return getattr(self.cfg, self.section)
@@ -35,6 +51,8 @@ class PostTrainingObjective(Objective):
 
 class PairBatches:
     """Mixin for objectives trained on preference pairs: rows 2j, 2j + 1 are pair j."""
+
+    dataset_kind = "pref"
 
     @classmethod
     def check_config(cls, cfg) -> None:

@@ -84,7 +84,7 @@ def test_reference_tokenizer_must_match_by_contents(tmp_path):
         check_reference_tokenizer({"tokenizer": str(other)}, tmp_path, ours)
     with pytest.raises(ConfigError, match="records no tokenizer"):
         check_reference_tokenizer({}, tmp_path, ours)
-    with pytest.raises(ConfigError, match="cannot compare"):
+    with pytest.raises(ConfigError, match="dpo.reference: .*is missing"):
         check_reference_tokenizer({"tokenizer": str(tmp_path / "gone.json")}, tmp_path, ours)
 
 
@@ -95,3 +95,25 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     dpo = load_config(tmp_path / "c.yaml").dpo
     assert dpo.data_prefixes == [str(tmp_path / "d" / "prefs")] and dpo.valid_prefixes == [str(tmp_path / "d" / "held")]
     assert dpo.reference == str(tmp_path / "runs" / "sft")
+
+
+def test_reference_tokenizer_resolves_against_the_checkpoint_not_the_cwd(tmp_path, monkeypatch, toy_tokenizer,
+                                                                        bpe_tokenizer):
+    """A converted checkpoint records its tokenizer relative to itself; a `tok.json` in the
+    current directory (another tokenizer) must not be picked up instead."""
+    import shutil
+
+    from megatron_kanana.posttrain.dpo import check_reference_tokenizer
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    shutil.copy(toy_tokenizer, ckpt / "tok.json")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    shutil.copy(bpe_tokenizer, elsewhere / "tok.json")
+    monkeypatch.chdir(elsewhere)
+    check_reference_tokenizer({"tokenizer": "tok.json"}, ckpt, toy_tokenizer)  # the checkpoint's own copy
+    with pytest.raises(ConfigError, match="differs from data.tokenizer"):
+        check_reference_tokenizer({"tokenizer": "tok.json"}, ckpt, bpe_tokenizer)
+    with pytest.raises(ConfigError, match="dpo.reference: .*tokenizer .*missing"):
+        check_reference_tokenizer({"tokenizer": "gone.json"}, ckpt, toy_tokenizer)

@@ -74,6 +74,27 @@ def test_sft_datasets_record_and_check_their_tokenizer(tmp_path, bpe_tokenizer):
         build_sft_datasets(cfg, 0, 5, "0" * 64)
 
 
+def test_kanana_train_refuses_sft_data_of_another_tokenizer_before_launch(tmp_path, bpe_tokenizer, toy_tokenizer,
+                                                                         capsys):
+    """Checked by the objective's preflight in the launcher's process: no checkpoint is loaded first."""
+    import yaml
+
+    jsonl, prefix = tmp_path / "toy.jsonl", str(tmp_path / "toy")
+    synthetic.write_jsonl(str(jsonl), 5, seed=0)
+    assert main(["sft-preprocess", "--input", str(jsonl), "--tokenizer", bpe_tokenizer, "--output-prefix", prefix,
+                 "--seq-length", "64"]) == 0
+    config = {"run": {"output_dir": str(tmp_path / "run")}, "model": {"preset": "tiny"},
+              "data": {"tokenizer": toy_tokenizer, "seq_length": 64},
+              "checkpoint": {"load": str(tmp_path / "no_such_checkpoint")},
+              "sft": {"data_prefixes": [prefix], "seq_length": 64}}
+    (tmp_path / "sft.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "sft.yaml"), "--nproc", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"sft: {prefix} was tokenized with" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_failed_preprocessing_leaves_nothing_behind(tmp_path, bpe_tokenizer):
     jsonl, prefix = tmp_path / "bad.jsonl", str(tmp_path / "bad")
     jsonl.write_text('{"messages": [{"role": "robot", "content": "hi"}]}\n')
