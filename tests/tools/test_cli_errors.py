@@ -15,6 +15,7 @@ from megatron_kanana import cli
 from megatron_kanana.checkpointing import hf_dir, layout
 from megatron_kanana.models import get_preset
 from megatron_kanana.surgery import hf_mapping as hm
+from tests.unit.data.conftest import build_hf_tokenizer
 
 SHAPE = get_preset("tiny-nano")
 
@@ -25,7 +26,8 @@ def hf(tmp_path):
     tensors = {k: torch.randn(v, generator=g) for k, v in hm.hf_tensor_shapes(SHAPE).items()}
     hf_dir.write_hf_dir(tmp_path / "hf", list(hm.hf_tensor_shapes(SHAPE).items()),
                         hm.hf_config_from_shape(SHAPE, torch.float32), lambda n, rows=None: tensors[n], torch.float32)
-    (tmp_path / "hf" / "tokenizer.json").write_text('{"version": "1.0"}')
+    # a real tokenizer: exports write its chat template and special-token ids beside the weights
+    build_hf_tokenizer(tmp_path / "hf" / "tokenizer.json", vocab_size=300)
     return tmp_path / "hf", tensors
 
 
