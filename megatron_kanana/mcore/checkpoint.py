@@ -19,10 +19,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from megatron.core import dist_checkpointing
 from megatron.core.dist_checkpointing.strategies import torch as megatron_torch_strategy
 from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
-from megatron.core.dist_checkpointing.strategies.common import COMMON_STATE_FNAME, TorchCommonLoadStrategy
 from megatron.core.dist_checkpointing.core import CheckpointingException
-from megatron.core.dist_checkpointing.dict_utils import dict_list_map_inplace
-from megatron.core.dist_checkpointing.mapping import ShardedObject
 from megatron.core.tensor_parallel import get_cuda_rng_tracker
 
 from megatron_kanana.checkpointing.layout import CheckpointError
@@ -31,36 +28,27 @@ from megatron_kanana.mcore import compat
 from megatron_kanana.checkpointing.safe_load import SafeFileSystemReader, load_weights_only, read_dcp_metadata
 
 
-def _safe_filesystem_reader(checkpoint_dir, cache_metadata: bool = False) -> SafeFileSystemReader:
+def _safe_filesystem_reader(checkpoint_dir, cache_metadata: bool = False, **_unused) -> SafeFileSystemReader:
+    # **_unused: 0.19 also passes async_strategy= (which reader class to cache metadata with)
     return SafeFileSystemReader(checkpoint_dir)  # caches its metadata either way
 
 
-# megatron-core 0.16.1 builds every DCP reader (load, load_tensors_metadata, load_sharded_metadata)
-# through this one module function, whose FileSystemReader unpickles `.metadata` with plain
-# pickle. Replacing it here covers every load in a process that imports this module, including
-# the ones that call dist_checkpointing directly (mcore/reward_head.py).
-megatron_torch_strategy._get_filesystem_reader = _safe_filesystem_reader
-
-
-class _SafeCommonLoadStrategy(TorchCommonLoadStrategy):
-    """common.pt and sharded-object .pt files, weights-only whatever the environment says
+def _load_common_weights_only(checkpoint_dir) -> dict:
+    """A dist checkpoint's common.pt (0.16's layout), weights-only whatever the environment says
     (megatron calls torch.load without weights_only, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD flips)."""
+    path = Path(checkpoint_dir) / compat.COMMON_STATE
+    if not path.is_file():
+        raise CheckpointError(f"{checkpoint_dir}: {compat.COMMON_STATE} is missing (incomplete checkpoint)")
+    return load_weights_only(path)
 
-    def load_common(self, checkpoint_dir):
-        path = Path(checkpoint_dir) / COMMON_STATE_FNAME
-        if not path.is_file():
-            raise CheckpointError(f"{checkpoint_dir}: {COMMON_STATE_FNAME} is missing (incomplete checkpoint)")
-        return load_weights_only(path)
 
-    def load_sharded_objects(self, sharded_objects_state_dict, checkpoint_dir):
-        def load_one(sh_obj):
-            path = Path(checkpoint_dir) / f"{sh_obj.unique_key}.pt"
-            if not path.is_file():
-                raise CheckpointError(f"{checkpoint_dir}: object shard {path.name} is missing")
-            return load_weights_only(path)
-
-        return dict_list_map_inplace(lambda x: load_one(x) if isinstance(x, ShardedObject) else x,
-                                     sharded_objects_state_dict)
+# megatron-core builds every DCP reader (load, load_tensors_metadata, load_sharded_metadata)
+# through one module function, whose FileSystemReader unpickles `.metadata` with plain pickle
+# and byte items with torch.load(weights_only=False). Replacing it covers every load in a process
+# that imports this module, including the ones that call dist_checkpointing directly
+# (mcore/reward_head.py). How the common state is read differs by version: compat says where.
+megatron_torch_strategy._get_filesystem_reader = _safe_filesystem_reader
+_COMMON_LOAD_KWARGS = compat.install_safe_common_state(_safe_filesystem_reader, _load_common_weights_only)
 
 
 def load(sharded_state_dict: dict, directory: str | Path) -> dict:
@@ -69,7 +57,7 @@ def load(sharded_state_dict: dict, directory: str | Path) -> dict:
     read_dcp_metadata(directory)  # a clean error here, instead of one wrapped by every rank's DCP collective
     compat.check_checkpoint_readable(directory)  # a newer megatron-core's layout: refused naming both versions
     try:
-        return dist_checkpointing.load(sharded_state_dict, str(directory), common_strategy=_SafeCommonLoadStrategy())
+        return dist_checkpointing.load(sharded_state_dict, str(directory), **_COMMON_LOAD_KWARGS)
     except CheckpointError:
         raise
     except (FileNotFoundError, EOFError, CheckpointingException, CheckpointException, RuntimeError) as e:

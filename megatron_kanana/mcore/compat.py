@@ -13,7 +13,8 @@ Differences handled here:
 - 0.17 moved a dist checkpoint's common (non-tensor) state from common.pt into the torch_dist
   files. 0.19 still reads common.pt, so 0.16.1's checkpoints load and resume there; 0.16.1
   cannot read the new layout, and `check_checkpoint_readable` says so, naming both versions,
-  instead of a FileNotFoundError on common.pt.
+  instead of a FileNotFoundError on common.pt. How the common state is read safely differs
+  too: `install_safe_common_state`.
 """
 from __future__ import annotations
 
@@ -112,3 +113,44 @@ def check_checkpoint_readable(directory) -> None:
             f"{directory} was saved by megatron-core 0.17 or newer (its common state is inside the torch_dist "
             f"files, there is no {COMMON_STATE}); the installed megatron-core {INSTALLED} cannot read it: load "
             "it with megatron-core 0.17-0.19 (requirements/py312.txt)")
+
+
+def install_safe_common_state(safe_reader, load_common_file) -> dict:
+    """Make megatron read a checkpoint's common state and sharded objects without unpickling
+    code; returns the keyword arguments `dist_checkpointing.load` needs for it.
+
+    0.16: `load(common_strategy=)` takes a strategy whose load_common reads common.pt and whose
+    load_sharded_objects reads the per-object .pt files; ours does both weights-only.
+    0.17+: `load` has no common_strategy; `serialization.load_common_state_dict` reads the
+    common state either from a legacy common.pt (through `serialization.load_common`, plain
+    torch.load) or as one byte item of the torch_dist files (through
+    `serialization._get_filesystem_reader`, imported by name there), and sharded objects are
+    byte items too. Both names are replaced: byte items go through the safe reader.
+    """
+    from megatron.core.dist_checkpointing import serialization
+
+    if VERSION[:2] >= (0, 17):
+        serialization._get_filesystem_reader = safe_reader
+        serialization.load_common = load_common_file
+        return {}
+    from megatron.core.dist_checkpointing.dict_utils import dict_list_map_inplace
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+    from megatron.core.dist_checkpointing.strategies.common import TorchCommonLoadStrategy
+
+    class SafeCommonLoadStrategy(TorchCommonLoadStrategy):
+        def load_common(self, checkpoint_dir):
+            return load_common_file(checkpoint_dir)
+
+        def load_sharded_objects(self, sharded_objects_state_dict, checkpoint_dir):
+            def load_one(sh_obj):
+                path = Path(checkpoint_dir) / f"{sh_obj.unique_key}.pt"
+                if not path.is_file():
+                    raise CheckpointError(f"{checkpoint_dir}: object shard {path.name} is missing")
+                from megatron_kanana.checkpointing.safe_load import load_weights_only
+
+                return load_weights_only(path)
+
+            return dict_list_map_inplace(lambda x: load_one(x) if isinstance(x, ShardedObject) else x,
+                                         sharded_objects_state_dict)
+
+    return {"common_strategy": SafeCommonLoadStrategy()}
