@@ -3,7 +3,8 @@
 Reads RUN_DIR/metrics.jsonl (written by `MetricsLogger`) and writes into
 RUN_DIR/plots/ (or --output): loss.png (LM loss, z-loss on its own axis),
 validation.png (validation loss per data category), lr.png, throughput.png
-(tokens/s, and MFU when the run was on GPUs). Figures are drawn with
+(tokens/s, and MFU when the run was on GPUs), and eval_TASK.png per benchmark
+task of an `evaluation` section (its metrics over the iterations). Figures are drawn with
 matplotlib's Agg canvas (no display needed) and each PNG is written under a
 temporary name and renamed, so an interrupted plot never leaves a half file.
 """
@@ -24,7 +25,13 @@ class MetricsFileError(ValueError):
 
 
 def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train records, validation records), each sorted by iteration.
+    """(train records, validation records), each sorted by iteration."""
+    records = read_records(run_dir)
+    return records["train"], records["validation"]
+
+
+def read_records(run_dir: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Records by kind ("train", "validation", "evaluation", ...), each sorted by iteration.
 
     A resumed run appends records for iterations it replays; the last record per
     (kind, iteration) wins, so the curves show what the surviving run did.
@@ -50,10 +57,10 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict[str, Any]], list[dict[s
             latest[key] = record
     if not latest:
         raise MetricsFileError(f"{path} holds no metrics records")
-    by_kind = {"train": [], "validation": []}
+    by_kind = {"train": [], "validation": [], "evaluation": []}
     for (kind, _), record in sorted(latest.items(), key=lambda kv: kv[0][1]):
         by_kind.setdefault(kind, []).append(record)
-    return by_kind["train"], by_kind["validation"]
+    return by_kind
 
 
 def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -115,6 +122,32 @@ def plot_validation(validation, out: Path) -> Path | None:
     return _save(fig, out / "validation.png")
 
 
+def plot_evaluation(evaluation, out: Path) -> list[Path]:
+    """One eval_TASK.png per benchmark task: each metric against the iteration, with its
+    stderr (when lm-eval gave one) as error bars."""
+    tasks = sorted({task for r in evaluation for task in r["results"]})
+    written = []
+    for task in tasks:
+        rows = [(r["iteration"], r["results"][task]) for r in evaluation if task in r["results"]]
+        metrics = sorted({m for _, ms in rows for m in ms if not m.endswith("_stderr")})
+        fig, ax = _figure(f"Benchmark: {task}", "value")
+        for metric in metrics:
+            stderr_key = _stderr_key(metric)
+            points = [(i, ms[metric], ms.get(stderr_key)) for i, ms in rows if metric in ms]
+            errors = [e for _, _, e in points]
+            ax.errorbar([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, capsize=3,
+                        yerr=errors if all(e is not None for e in errors) else None, label=metric)
+        ax.legend()
+        written.append(_save(fig, out / f"eval_{task.replace('/', '_')}.png"))
+    return written
+
+
+def _stderr_key(metric: str) -> str:
+    """lm-eval's stderr of "acc" is "acc_stderr"; of "exact_match/strict-match", "exact_match_stderr/strict-match"."""
+    name, sep, filter_name = metric.partition("/")
+    return f"{name}_stderr{sep}{filter_name}"
+
+
 def plot_lr(train, out: Path) -> Path | None:
     xs, ys = _series(train, "lr")
     if not xs:
@@ -138,12 +171,13 @@ def plot_throughput(train, out: Path) -> Path | None:
 
 def plot_run(run_dir: str | Path, output: str | Path | None = None) -> list[Path]:
     """Write every plot the run's metrics allow; returns the PNG paths."""
-    train, validation = read_metrics(run_dir)
+    records = read_records(run_dir)
+    train, validation = records["train"], records["validation"]
     out = Path(output) if output is not None else Path(run_dir) / "plots"
     out.mkdir(parents=True, exist_ok=True)
     written = [plot_loss(train, out), plot_validation(validation, out),
                plot_lr(train, out), plot_throughput(train, out)]
-    return [p for p in written if p is not None]
+    return [p for p in written if p is not None] + plot_evaluation(records["evaluation"], out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,9 @@ Cheap by design (metadata and indexes, never the tokens or weights): the stage p
 (every dataset present and non-empty, schedule.train_steps honest), pre-training
 data made with data.tokenizer and within the model's vocabulary, and every
 checkpoint the run will read (checkpoint.load, the distillation teacher, DPO
-references, the reward model) holding metadata the restricted unpickler accepts.
+references, the reward model) holding metadata the restricted unpickler accepts,
+and the evaluation section's tasks (known to lm-eval, code tasks consented to,
+their datasets cached when the hub is offline).
 A failure raises the project's errors, naming the file or key; cli.py prints it.
 """
 from __future__ import annotations
@@ -23,6 +25,19 @@ def check(cfg) -> None:
     objective.preflight(cfg)
     for key, path in checkpoints_read(cfg) + objective.companion_checkpoints(cfg):
         check_checkpoint(key, path)
+    if cfg.evaluation is not None:
+        check_evaluation_tasks(cfg.evaluation)
+
+
+def check_evaluation_tasks(evaluation) -> None:
+    """The tasks `evaluation` names exist and can run here: a typo fails now, with the closest
+    names, not at the first evaluation hours into the run."""
+    from megatron_kanana.evaluation import tasks
+
+    offline = tasks.choose_hub_mode()
+    manager = tasks.task_manager(list(evaluation.include_path), list(evaluation.tasks), key="evaluation.include_path")
+    tasks.check_tasks(manager, list(evaluation.tasks), evaluation.confirm_run_unsafe_code, offline,
+                      key="evaluation.tasks", consent="set evaluation.confirm_run_unsafe_code: true")
 
 
 def check_pretraining_inputs(cfg) -> None:
