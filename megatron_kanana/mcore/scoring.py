@@ -55,16 +55,24 @@ def live_model(chunks: list[torch.nn.Module]) -> Iterator[None]:
     every RNG stream (Python, NumPy, torch, megatron's tracker) are as on entry: lm-eval
     reseeds them all, and training must continue as if no evaluation had run."""
     sync_params(chunks)  # an overlapped parameter gather leaves other shards' params one step stale
-    states = random.getstate(), np.random.get_state(), rng_state()
     modes = [chunk.training for chunk in chunks]
     try:
         for chunk in chunks:
             chunk.eval()
-        with torch.no_grad(), logits_output(chunks):
+        with preserved_rng(), torch.no_grad(), logits_output(chunks):
             yield
     finally:
         for chunk, mode in zip(chunks, modes):
             chunk.train(mode)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """On exit, Python's, NumPy's, torch's and megatron's tracker RNG streams are as on entry."""
+    states = random.getstate(), np.random.get_state(), rng_state()
+    try:
+        yield
+    finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
         set_rng_state(states[2])

@@ -69,3 +69,15 @@ def test_clear_errors_without_metrics(tmp_path, capsys):
         plot_run(tmp_path)
     with pytest.raises(MetricsFileError, match="not a directory"):
         plot_run(tmp_path / "missing")
+
+
+def test_benchmarks_of_an_evaluation_section_get_one_png_per_task(tmp_path):
+    write_run(tmp_path)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        for it in (50, 100, 150):
+            f.write(json.dumps({"kind": "evaluation", "iteration": it, "results": {
+                "kmmlu": {"acc": 0.2 + it / 1000, "acc_stderr": 0.02},
+                "gsm8k": {"exact_match/strict-match": it / 500}}}) + "\n")
+    names = sorted(p.name for p in plot_run(tmp_path))
+    assert names == ["eval_gsm8k.png", "eval_kmmlu.png", "loss.png", "lr.png", "throughput.png", "validation.png"]
+    assert (tmp_path / "plots" / "eval_kmmlu.png").read_bytes().startswith(PNG_MAGIC)
