@@ -78,13 +78,23 @@ class EvaluationConfig(Section):
 
 def check_scorable(cfg) -> None:
     """The trained model is a language model lm-eval can score (a reward model has no LM head),
-    within the context it was built for."""
+    at a layout whose forward takes sequences of any length, within the context it was built for."""
     from megatron_kanana.training.objectives import objective_class
 
     kind = objective_class(cfg).model_kind
     if kind != "lm":
         raise ConfigError(f"evaluation: this run trains a {kind} model (model_kind {kind!r}), which has no "
                           "language-model head for lm-eval to score; remove the evaluation section")
+    parallel = cfg.parallel
+    fixed_shape = [name for name, on in (
+        ("parallel.sequence_parallel", parallel.sequence_parallel),  # a sequence split over TP ranks
+        ("parallel.context_parallel_size > 1", parallel.context_parallel_size > 1),  # ... over CP ranks
+        ("parallel.virtual_pipeline_model_parallel_size > 1",  # micro-batches a multiple of PP; no generation
+         (parallel.virtual_pipeline_model_parallel_size or 1) > 1),
+        ("parallel.fp8", parallel.fp8 is not None)) if on]  # GEMM dims multiples of 16
+    if fixed_shape:
+        raise ConfigError(f"evaluation: lm-eval's requests have any length, which {fixed_shape[0]} cannot "
+                          "run; benchmark the run's checkpoints with `kanana eval` at a layout without it")
     limit = cfg.model.max_position_embeddings
     if cfg.evaluation.max_length is not None and cfg.evaluation.max_length > limit:
         raise ConfigError(f"evaluation.max_length ({cfg.evaluation.max_length}) exceeds "

@@ -49,6 +49,16 @@ def test_a_reward_model_cannot_be_benchmarked(tmp_path, capsys):
     assert "evaluation: this run trains a reward model" in _error(capsys, config, "--dry-run")
 
 
+@pytest.mark.parametrize("override,needle", [
+    ("parallel.sequence_parallel=true", "parallel.sequence_parallel cannot run"),
+    ("parallel.virtual_pipeline_model_parallel_size=2", "virtual_pipeline_model_parallel_size > 1 cannot run"),
+])
+def test_layouts_that_need_fixed_sequence_shapes_are_refused(tmp_path, capsys, override, needle):
+    layout = {"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 2}
+    line = _error(capsys, write(tmp_path, {"tasks": ["kmmlu"]}, parallel=layout), override, "--dry-run")
+    assert needle in line and "`kanana eval`" in line
+
+
 def test_include_path_resolves_against_the_config_file(tmp_path, capsys):
     assert main(["train", write(tmp_path, {"tasks": ["kmmlu"], "include_path": ["tasks"]}), "--dry-run"]) == 0
     resolved = yaml.safe_load(capsys.readouterr().out.split("launch:")[0])
