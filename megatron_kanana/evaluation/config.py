@@ -34,7 +34,8 @@ class EvaluationConfig(Section):
     num_fewshot: Optional[int] = field(default=None, metadata={"help": "Few-shot examples; null: each task's own."})
     include_path: list[str] = field(default_factory=list, metadata={
         "path": True, "help": "Folders of extra task YAMLs (e.g. megatron_kanana/evaluation/local_tasks)."})
-    batch_size: int = field(default=8, metadata={"help": "Requests per forward pass."})
+    batch_size: int = field(default=8, metadata={
+        "help": "Requests per forward pass (with max_length, it bounds the [batch, length, vocab / tp] logits)."})
     max_length: Optional[int] = field(default=None, metadata={
         "help": "Context of the scored sequences (lm-eval truncates from the left); null: the model's "
                 "max_position_embeddings, as `kanana eval` uses, so the numbers agree with it."})

@@ -9,8 +9,8 @@ over its own TP/PP/DP groups, as `kanana eval` does on a checkpoint, so an in-tr
 number equals `kanana eval`'s on the checkpoint saved at that step. mcore/scoring.py's
 `live_model` gathers parameters, switches to eval mode and logits, and restores the
 modes and every RNG stream afterwards: the training losses of a run are the same with
-evaluation on or off. Task names were checked before launch (training/preflight.py);
-the task index is built once here, not at every evaluation.
+evaluation on or off. Tasks were checked before launch (training/preflight.py), names
+again here; the task index is built once, not at every evaluation.
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ class InTrainingEvaluation:
 
         self.cfg, self.chunks, self.tokenizer, self.max_length = cfg, chunks, tokenizer, max_length
         tasks.choose_hub_mode()  # before lm-eval imports `datasets`, which reads the offline switch
-        self.manager = tasks.task_manager(list(cfg.include_path), list(cfg.tasks), key="evaluation.include_path")
+        self.manager = task_manager(cfg)
+        # names again (cheap with the index built): a trainer built in-process skipped preflight
+        check_tasks(cfg, self.manager, offline=False)
         self.options = cfg.options()
 
     def due(self, step: int, stage_done: bool) -> bool:
@@ -44,6 +46,21 @@ class InTrainingEvaluation:
             results = evaluate(self.chunks, self.tokenizer, list(self.cfg.tasks), self.options,
                                max_length=self.max_length, task_manager=self.manager)
         return None if results is None else task_metrics(results)
+
+
+def task_manager(cfg: EvaluationConfig):
+    """lm-eval's task index over its own tasks and the section's include_path."""
+    from megatron_kanana.evaluation import tasks
+
+    return tasks.task_manager(list(cfg.include_path), list(cfg.tasks), key="evaluation.include_path")
+
+
+def check_tasks(cfg: EvaluationConfig, manager, offline: bool) -> None:
+    """`kanana eval`'s task checks, with errors naming the section's keys."""
+    from megatron_kanana.evaluation import tasks
+
+    tasks.check_tasks(manager, list(cfg.tasks), cfg.confirm_run_unsafe_code, offline, key="evaluation.tasks",
+                      consent="set evaluation.confirm_run_unsafe_code: true")
 
 
 def task_metrics(results: dict) -> dict[str, dict[str, float]]:

@@ -32,12 +32,10 @@ def check(cfg) -> None:
 def check_evaluation_tasks(evaluation) -> None:
     """The tasks `evaluation` names exist and can run here: a typo fails now, with the closest
     names, not at the first evaluation hours into the run."""
-    from megatron_kanana.evaluation import tasks
+    from megatron_kanana.evaluation import in_training, tasks
 
-    offline = tasks.choose_hub_mode()
-    manager = tasks.task_manager(list(evaluation.include_path), list(evaluation.tasks), key="evaluation.include_path")
-    tasks.check_tasks(manager, list(evaluation.tasks), evaluation.confirm_run_unsafe_code, offline,
-                      key="evaluation.tasks", consent="set evaluation.confirm_run_unsafe_code: true")
+    offline = tasks.choose_hub_mode()  # before lm-eval imports `datasets`, which reads the switch
+    in_training.check_tasks(evaluation, in_training.task_manager(evaluation), offline)
 
 
 def check_pretraining_inputs(cfg) -> None:

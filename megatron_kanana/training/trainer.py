@@ -240,7 +240,7 @@ class Trainer:
             return
         start = time.perf_counter()
         metrics = self.evaluation.run()  # every rank takes part; rank 0 gets the numbers
-        if metrics is not None:
+        if metrics:  # None off rank 0; {} when every metric of every task was undefined
             self.metrics.log_evaluation(self.step, metrics, seconds=time.perf_counter() - start)
 
     def close(self) -> None:
