@@ -18,9 +18,6 @@ import math
 from typing import Optional
 
 from megatron_kanana.evaluation.config import EvaluationConfig
-from megatron_kanana.log import get_logger
-
-log = get_logger(__name__)
 
 
 class InTrainingEvaluation:
