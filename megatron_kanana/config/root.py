@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from megatron_kanana.config.section import ConfigError, Section
+from megatron_kanana.evaluation.config import EvaluationConfig, check_scorable
 from megatron_kanana.models.presets import get_preset
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
@@ -59,6 +60,8 @@ class TrainConfig(Section):
         "help": "Offline DPO on preference pairs against a frozen reference (replaces data.mixture)."})
     online_dpo: Optional[OnlineDPOConfig] = field(default=None, metadata={
         "help": "Online DPO: pairs sampled from the policy, scored by a reward model (replaces data.mixture)."})
+    evaluation: Optional[EvaluationConfig] = field(default=None, metadata={
+        "help": "lm-eval benchmarks of the live model every N steps and at stage ends (None: none)."})
 
     @classmethod
     def from_dict(cls, data, prefix: str = "", base_dir: Optional[Path] = None):
@@ -78,6 +81,8 @@ class TrainConfig(Section):
             raise ConfigError(f"the tokenizer has {tokenizer_vocab_size} tokens but model.vocab_size is "
                               f"{self.model.vocab_size}")
         check_config(self)  # one training mode, and that mode's own rules
+        if self.evaluation is not None:
+            check_scorable(self)
 
 
 def resolve_model(model: Any) -> ModelShape:

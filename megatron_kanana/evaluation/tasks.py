@@ -49,15 +49,17 @@ def choose_hub_mode(host: str = "huggingface.co", timeout_s: float = 2.0) -> boo
         return True
 
 
-def task_manager(include_path: Optional[list[str]] = None, names: Optional[list[str]] = None):
+def task_manager(include_path: Optional[list[str]] = None, names: Optional[list[str]] = None,
+                 key: str = "--include-path"):
     """lm-eval's task index over its own tasks and `include_path`. When every name is found in
-    `include_path` alone, lm-eval's ~15k built-in configs are not indexed (about 15 s of CPU)."""
+    `include_path` alone, lm-eval's ~15k built-in configs are not indexed (about 15 s of CPU).
+    `key`: how errors name include_path (the CLI flag, or a config key)."""
     from lm_eval.tasks import TaskManager
 
     paths = [str(p) for p in include_path or []]
     for path in paths:
         if not Path(path).is_dir():
-            raise EvalError(f"--include-path {path}: no such directory")
+            raise EvalError(f"{key} {path}: no such directory")
     if paths and names:
         local = TaskManager(include_path=paths, include_defaults=False)
         if set(names) <= set(local.all_tasks):
@@ -65,19 +67,21 @@ def task_manager(include_path: Optional[list[str]] = None, names: Optional[list[
     return TaskManager(include_path=paths or None)
 
 
-def check_tasks(manager, names: list[str], confirm_unsafe_code: bool, offline: bool) -> None:
-    """Every name is a task, group or tag; code tasks are confirmed; offline, every dataset is cached."""
+def check_tasks(manager, names: list[str], confirm_unsafe_code: bool, offline: bool, key: str = "--tasks",
+                consent: str = "pass --confirm-run-unsafe-code") -> None:
+    """Every name is a task, group or tag; code tasks are confirmed; offline, every dataset is cached.
+    `key` and `consent`: how errors name the task list and the switch that allows code tasks."""
     known = set(manager.all_tasks)
     for name in names:
         if name not in known:
             close = difflib.get_close_matches(name, manager.all_tasks, n=5, cutoff=0.6)
             hint = f"; closest: {', '.join(close)}" if close else "; `lm-eval ls tasks` lists them"
-            raise EvalError(f"--tasks: unknown task {name!r}{hint}")
+            raise EvalError(f"{key}: unknown task {name!r}{hint}")
     leaves = {leaf: cfg for name in names for leaf, cfg in leaf_configs(manager, name)}
     unsafe = sorted(leaf for leaf, cfg in leaves.items() if cfg.get("unsafe_code"))
     if unsafe and not confirm_unsafe_code:
-        raise EvalError(f"--tasks: {', '.join(unsafe[:5])}{' ...' if len(unsafe) > 5 else ''}: code tasks "
-                        "run model-written code on this machine; pass --confirm-run-unsafe-code to allow it")
+        raise EvalError(f"{key}: {', '.join(unsafe[:5])}{' ...' if len(unsafe) > 5 else ''}: code tasks "
+                        f"run model-written code on this machine; {consent} to allow it")
     if offline:
         for path, config_name in sorted({_dataset_of(cfg) for cfg in leaves.values()} - {None}, key=str):
             _check_cached(path, config_name, [leaf for leaf, cfg in leaves.items()

@@ -3,6 +3,7 @@
     install_fused_lm_head(model)          # at build time, on every GPTModel chunk
     hidden = model(tokens, position_ids, None)        # last stage: [b, s, h], not logits
     total, ce, z = fused_lm_loss_with_z(hidden, output_weight(model), labels, loss_mask, z_loss_coef)
+    with logits_output(chunks): logits = model(tokens, position_ids, None)   # evaluation, generation
 
 GPTModel ends with output_layer (hidden -> [s, b, V/tp] logits). With the fused
 head that layer returns its input instead, and `kanana_kernels.
@@ -18,6 +19,9 @@ which is what ColumnParallelLinear.forward would do; skipping that forward
 entirely is what keeps the reduction single.
 """
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 from kanana_kernels import fused_linear_cross_entropy, fused_linear_kl_div
@@ -123,3 +127,19 @@ def fused_vocab_parallel_kl_div(student_BSH: torch.Tensor, student_weight: torch
                              chunk_size=chunk_size, tp_group=tp_group, impl=_resolve_impl(impl, student))
     mask = loss_mask.reshape(-1).float()
     return (kl * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+@contextlib.contextmanager
+def logits_output(chunks: list[torch.nn.Module]) -> Iterator[None]:
+    """Inside: every fused output layer of `chunks` is megatron's again, so the model returns
+    logits (what scoring and generation read). Only the class changes, as at install time:
+    the weight, and the tied-embedding path through it, are untouched."""
+    swapped = [m.output_layer for m in (unwrap(c) for c in chunks)
+               if m.post_process and type(m.output_layer) is FusedLMHeadOutputLayer]
+    for layer in swapped:
+        layer.__class__ = ColumnParallelLinear
+    try:
+        yield
+    finally:
+        for layer in swapped:
+            layer.__class__ = FusedLMHeadOutputLayer

@@ -2,6 +2,7 @@
 
     chunks = load_frozen_lm(shape, parallel, device, checkpoint_dir)
     logp_BS, greedy_BS, last_BV = token_logprobs(chunks, inputs_BS, targets_BS, last_B)  # on every rank
+    with live_model(training_chunks): ...   # score the model being trained, then train on untouched
 
 `token_logprobs` runs megatron's forward-only schedule (the one training and
 `reward_head.score` use), so pipeline stages pass activations as in training and
@@ -19,18 +20,23 @@ model replica sees the same requests. `DataParallelView` is what lm-eval's
 """
 from __future__ import annotations
 
+import contextlib
+import random
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
 from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
 
 from megatron_kanana.mcore import runtime
+from megatron_kanana.mcore.checkpoint import rng_state, set_rng_state
 from megatron_kanana.mcore.distill import build_teacher
+from megatron_kanana.mcore.fused_head import logits_output
 from megatron_kanana.mcore.loss import vocab_parallel_logsumexp, vocab_parallel_target_logit
-from megatron_kanana.mcore.step import run_schedule
+from megatron_kanana.mcore.step import run_schedule, sync_params
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 
@@ -40,6 +46,36 @@ def load_frozen_lm(shape: ModelShape, parallel: ParallelConfig, device: str,
     """This rank's chunks of an LM checkpoint (saved at any layout), frozen, in eval mode.
     The frozen loader is distillation's teacher loader: the same build + resharding load."""
     return build_teacher(shape, parallel, device, checkpoint)
+
+
+@contextlib.contextmanager
+def live_model(chunks: list[torch.nn.Module]) -> Iterator[None]:
+    """Inside: the training model's chunks (DDP-wrapped), parameters gathered, in eval mode,
+    returning logits even with the fused LM head, without autograd. On exit the modes and
+    every RNG stream (Python, NumPy, torch, megatron's tracker) are as on entry: lm-eval
+    reseeds them all, and training must continue as if no evaluation had run."""
+    sync_params(chunks)  # an overlapped parameter gather leaves other shards' params one step stale
+    modes = [chunk.training for chunk in chunks]
+    try:
+        for chunk in chunks:
+            chunk.eval()
+        with preserved_rng(), torch.no_grad(), logits_output(chunks):
+            yield
+    finally:
+        for chunk, mode in zip(chunks, modes):
+            chunk.train(mode)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """On exit, Python's, NumPy's, torch's and megatron's tracker RNG streams are as on entry."""
+    states = random.getstate(), np.random.get_state(), rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        set_rng_state(states[2])
 
 
 def _greedy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

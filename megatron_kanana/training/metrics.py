@@ -2,7 +2,8 @@
 
 The trainer calls `MetricsLogger.log_step(...)` after every optimizer step; the
 logger sums the interval and, every `log_interval` iterations, writes averages
-to every enabled sink. `log_validation` records per-category validation losses.
+to every enabled sink. `log_validation` records per-category validation losses,
+`log_evaluation` benchmark metrics per task (evaluation/in_training.py).
 Only rank 0 writes anything; on other ranks every method is a no-op, so the
 trainer needs no rank checks. `kanana plot RUN_DIR` draws the JSONL.
 """
@@ -213,6 +214,22 @@ class MetricsLogger:
         self._write(record, f" validation at iteration {iteration:8d} | {parts}", "validation")
         return record
 
+    def log_evaluation(self, iteration: int, results: Mapping[str, Mapping[str, float]],
+                       seconds: float | None = None) -> dict[str, Any] | None:
+        """Record benchmark metrics by task (e.g. {"kmmlu": {"acc": 0.41, "acc_stderr": 0.01}}),
+        as scalars `eval/TASK/METRIC`; `seconds`: how long the evaluation took."""
+        if not self.active:
+            return None
+        if not results:
+            raise ValueError("log_evaluation: no results given")
+        record = {"kind": "evaluation", "iteration": iteration, "seconds": seconds,
+                  "results": {str(t): {str(m): float(v) for m, v in ms.items()} for t, ms in results.items()},
+                  "time": time.time()}
+        parts = " | ".join(f"{task} {metric}: {value:.4f}" for task, ms in record["results"].items()
+                           for metric, value in ms.items() if not metric.endswith("_stderr"))
+        self._write(record, f" evaluation at iteration {iteration:8d} | {parts}", "eval")
+        return record
+
     def _write(self, record: dict[str, Any], line: str, prefix: str) -> None:
         around = self.progress.around_output() if self.progress is not None else contextlib.nullcontext()
         with around:
@@ -251,6 +268,8 @@ def _scalars(record: Mapping[str, Any], prefix: str) -> dict[str, float]:
     """Flatten a record to `prefix/name` scalars for TensorBoard and wandb."""
     if record["kind"] == "validation":
         return {f"{prefix}/{name}": v for name, v in record["losses"].items()}
+    if record["kind"] == "evaluation":
+        return {f"{prefix}/{task}/{name}": v for task, ms in record["results"].items() for name, v in ms.items()}
     return {f"{prefix}/{k}": v for k, v in record.items()
             if k not in _SCALAR_SKIP and isinstance(v, (int, float)) and not isinstance(v, bool)}
 

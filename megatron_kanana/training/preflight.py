@@ -2,9 +2,11 @@
 
     preflight.check(cfg)      # from `kanana train`, in the launcher's own process
 
-Cheap by design (metadata and indexes, never the tokens or weights): the stage plan
-(every dataset present and non-empty, schedule.train_steps honest), pre-training
-data made with data.tokenizer and within the model's vocabulary, and every
+Cheap by design (metadata and indexes, never the tokens or weights): the evaluation
+section's tasks (known to lm-eval, code tasks consented to, their datasets cached
+when the hub is offline), the stage plan (every dataset present and non-empty,
+schedule.train_steps honest), pre-training data made with data.tokenizer and
+within the model's vocabulary, and every
 checkpoint the run will read (checkpoint.load, the distillation teacher, DPO
 references, the reward model) holding metadata the restricted unpickler accepts.
 A failure raises the project's errors, naming the file or key; cli.py prints it.
@@ -19,10 +21,21 @@ from megatron_kanana.checkpointing import layout
 def check(cfg) -> None:
     from megatron_kanana.training.objectives import objective_class
 
+    if cfg.evaluation is not None:  # names only: needs none of the data the checks below read
+        check_evaluation_tasks(cfg.evaluation)
     objective = objective_class(cfg)  # its own inputs (pre-training data) and companion checkpoints
     objective.preflight(cfg)
     for key, path in checkpoints_read(cfg) + objective.companion_checkpoints(cfg):
         check_checkpoint(key, path)
+
+
+def check_evaluation_tasks(evaluation) -> None:
+    """The tasks `evaluation` names exist and can run here: a typo fails now, with the closest
+    names, not at the first evaluation hours into the run."""
+    from megatron_kanana.evaluation import in_training, tasks
+
+    offline = tasks.choose_hub_mode()  # before lm-eval imports `datasets`, which reads the switch
+    in_training.check_tasks(evaluation, in_training.task_manager(evaluation), offline)
 
 
 def check_pretraining_inputs(cfg) -> None:

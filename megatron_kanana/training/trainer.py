@@ -4,9 +4,9 @@
 
 Per step: LR from the stage plan → this rank's micro-batches → megatron's
 schedule (forward/backward, gradient reduction) → NaN guard → optimizer step →
-metrics → maybe validate / save / stop. The data position and the LR are pure
-functions of the global step, so a resumed run repeats nothing and skips
-nothing. What is trained — the forward step, its losses, the datasets, frozen
+metrics → maybe validate / benchmark (an `evaluation` section) / save / stop.
+The data position and the LR are pure functions of the global step, so a resumed
+run repeats nothing and skips nothing. What is trained — the forward step, its losses, the datasets, frozen
 companion models — is the objective's (training/objectives/); the loop never asks.
 """
 from __future__ import annotations
@@ -70,6 +70,16 @@ def build_optimizer(cfg: TrainConfig, chunks: list):
         use_distributed_optimizer=cfg.optim.use_distributed_optimizer))
 
 
+def build_evaluation(cfg: TrainConfig, chunks: list, tokenizer):
+    """The benchmarks run inside the job (an `evaluation` section), or None."""
+    if cfg.evaluation is None:
+        return None
+    from megatron_kanana.evaluation.in_training import InTrainingEvaluation
+
+    return InTrainingEvaluation(cfg.evaluation, chunks, tokenizer,
+                                max_length=cfg.evaluation.max_length or cfg.model.max_position_embeddings)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, rt, chunks: list, optimizer, objective: Objective, plan: StagePlan,
                  tokenizer):
@@ -91,6 +101,7 @@ class Trainer:
                                      num_gpus=rt.world_size, start_iteration=self.step,
                                      run_config=cfg.to_dict(), rank=rt.rank, on_gpu=rt.device == "cuda")
         self._datasets: dict[int, tuple] = {}
+        self.evaluation = build_evaluation(cfg, chunks, tokenizer)
 
     # -- resume ----------------------------------------------------------------------------
     def _resume(self) -> None:
@@ -141,6 +152,7 @@ class Trainer:
             steps_this_run += 1
             stage_done = self.plan.locate(self.step)[0] != stage_index
             self._maybe_validate(stage_index, stage_done)
+            self._maybe_evaluate(stage_done)
             reason = self._stop_reason(steps_this_run)
             if reason or self._periodic_save_due() or stage_done:
                 self.save()
@@ -222,6 +234,14 @@ class Trainer:
         for chunk in self.chunks:
             chunk.train()
         return losses
+
+    def _maybe_evaluate(self, stage_done: bool) -> None:
+        if self.evaluation is None or not self.evaluation.due(self.step, stage_done):
+            return
+        start = time.perf_counter()
+        metrics = self.evaluation.run()  # every rank takes part; rank 0 gets the numbers
+        if metrics:  # None off rank 0; {} when every metric of every task was undefined
+            self.metrics.log_evaluation(self.step, metrics, seconds=time.perf_counter() - start)
 
     def close(self) -> None:
         self.objective.close()

@@ -1,8 +1,7 @@
 """`kanana eval`'s bad inputs: each is one line `kanana eval: error: ...` and exit 2, before any
 model loads. In-process through the CLI's entry point (lm-eval's task index, ~15 s of CPU to
-build, is built once for the module); the offline-dataset case and one end-to-end exit code
-run as subprocesses, since `datasets` reads its offline switch at import."""
-import functools
+build, is built once for the package: conftest.py); the offline-dataset case and one end-to-end
+exit code run as subprocesses, since `datasets` reads its offline switch at import."""
 import subprocess
 import sys
 
@@ -18,20 +17,6 @@ from tests.unit.data.conftest import build_hf_tokenizer
 LOCAL = str(REPO / "megatron_kanana" / "evaluation" / "local_tasks")
 MODEL = {"hidden_size": 64, "num_layers": 4, "num_attention_heads": 4, "num_query_groups": 4, "kv_channels": 16,
          "ffn_hidden_size": 160, "vocab_size": 512, "tie_embeddings": False, "max_position_embeddings": 256}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_task_index():
-    """lm-eval's TaskManager, built once per (include_path, include_defaults) for this module."""
-    import lm_eval.tasks
-
-    real = lm_eval.tasks.TaskManager
-    cached = functools.lru_cache(maxsize=None)(
-        lambda include_path, include_defaults: real(include_path=include_path, include_defaults=include_defaults))
-    lm_eval.tasks.TaskManager = lambda include_path=None, include_defaults=True: cached(
-        tuple(include_path) if isinstance(include_path, list) else include_path, include_defaults)
-    yield
-    lm_eval.tasks.TaskManager = real
 
 
 @pytest.fixture(autouse=True)

@@ -134,3 +134,21 @@ def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
     assert m.progress is not None and "6/6" in term.getvalue() and "loss=" in term.getvalue()
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert _run(tmp_path / "pipe", LoggingConfig(tensorboard=False)).progress is None
+
+
+def test_evaluation_metrics_reach_jsonl_and_tensorboard_per_task(tmp_path, lines):
+    cfg = LoggingConfig(log_interval=1, wandb=False, progress_bar=False)
+    with MetricsLogger(tmp_path, cfg, total_iterations=8) as m:
+        for step in (4, 8):
+            m.log_evaluation(step, {"kmmlu": {"acc": step / 10, "acc_stderr": 0.05},
+                                    "gsm8k": {"exact_match/strict-match": 0.5}}, seconds=3.0)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["iteration"]) for r in records] == [("evaluation", 4), ("evaluation", 8)]
+    assert records[1]["results"]["kmmlu"] == {"acc": 0.8, "acc_stderr": 0.05} and records[1]["seconds"] == 3.0
+    assert any("evaluation at iteration" in m and "kmmlu acc: 0.8000" in m and "stderr" not in m for m in lines)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(next((tmp_path / "tensorboard").glob("events.out.tfevents.*"))))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("eval/kmmlu/acc")] == [(4, pytest.approx(0.4)),
+                                                                          (8, pytest.approx(0.8))]
+    assert acc.Scalars("eval/gsm8k/exact_match/strict-match")[0].value == pytest.approx(0.5)

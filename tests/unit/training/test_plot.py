@@ -69,3 +69,29 @@ def test_clear_errors_without_metrics(tmp_path, capsys):
         plot_run(tmp_path)
     with pytest.raises(MetricsFileError, match="not a directory"):
         plot_run(tmp_path / "missing")
+
+
+def _evaluations(run_dir, results_at):
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        for it in (50, 100, 150):
+            f.write(json.dumps({"kind": "evaluation", "iteration": it, "results": results_at(it)}) + "\n")
+
+
+def test_benchmarks_of_an_evaluation_section_get_one_png_per_task(tmp_path):
+    write_run(tmp_path)
+    _evaluations(tmp_path, lambda it: {"kmmlu": {"acc": 0.2 + it / 1000, "acc_stderr": 0.02},
+                                       "gsm8k": {"exact_match/strict-match": it / 500}})
+    names = sorted(p.name for p in plot_run(tmp_path))
+    assert names == ["eval_gsm8k.png", "eval_kmmlu.png", "loss.png", "lr.png", "throughput.png", "validation.png"]
+    assert (tmp_path / "plots" / "eval_kmmlu.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_compare_draws_another_runs_benchmarks_beside(tmp_path, capsys):
+    for name, offset in (("a", 0.0), ("b", 0.1)):
+        write_run(tmp_path / name)
+        _evaluations(tmp_path / name, lambda it: {"kmmlu": {"acc": offset + it / 1000}})
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "evaluation", "iteration": 200, "results": {"haerae": {"acc": 0.3}}}) + "\n")
+    assert main(["plot", str(tmp_path / "a"), "--compare", str(tmp_path / "b"), "--output", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "eval_kmmlu.png" in out and "eval_haerae.png" in out  # a task only the other run has
