@@ -10,8 +10,8 @@ optimizer, takes two warm-up steps (so Adam's state exists), then measures:
   * activations: the growth of the process's peak RSS (VmHWM, reset with Linux clear_refs just
     before) over one more step — what the step allocates beyond the model state;
   * step time: median of 5 steps.
-The planner's estimate (planning/memory.py, fp32: twice the bf16 bytes) of the same terms is
-printed beside it with the relative error of the total.
+The planner's estimate (planning/memory.py at 4 bytes an activation, for megatron's local spec
+with torch ops) of the same terms is printed beside it with the relative error of the total.
 """
 from __future__ import annotations
 
@@ -107,11 +107,14 @@ def planned(preset: str, mode: str) -> dict:
                                  for k, v in MODES[mode].items()})
     params = mem.stage_parameters(shape, 1, 1)
     state = mem.model_state_bytes(params, 1, bf16=False, grad_fp32=True, distributed_optimizer=True)
-    layer = mem.LayerShape.of(shape)
-    acts = 2 * mem.stage_activation_bytes(layer, shape.num_layers, sizes["seq"], sizes["mbs"], 1, False,
-                                          recompute, in_flight=1)
-    logits = 2 * mem.logits_bytes(sizes["seq"], sizes["mbs"], shape.vocab_size, 1, fused=False)
-    return {**state, "activations": acts + logits}
+    # the CPU run: megatron's local spec with torch ops (composite RMSNorm, unfused glu), fp32,
+    # megatron's unfused LM head; PP = 1, so the one stage holds one micro-batch
+    layer = mem.LayerShape.of(shape, fused_ops=False)
+    head = mem.LossHead(shape.vocab_size, fused=False)
+    peak = mem.peak_activation_bytes(layer, shape.num_layers, sizes["seq"], sizes["mbs"], 1, False, recompute,
+                                     in_flight=1, head=head, dtype_bytes=4)
+    return {**state, "activations": sum(peak.values()), "stored": peak["activations"],
+            "transient": peak["transient"]}
 
 
 def main() -> None:
@@ -136,7 +139,8 @@ def main() -> None:
                                  text=True, timeout=600, check=True).stdout.strip().splitlines()[-1]
             got, plan = json.loads(out), planned(preset, mode)
             state = got["weights"] + got["gradients"] + got["optimizer"]
-            total, total_plan = state + got["activations_measured"], sum(plan.values())
+            total = state + got["activations_measured"]
+            total_plan = plan["weights"] + plan["gradients"] + plan["optimizer"] + plan["activations"]
             row = {**got, "planned": plan, "total_measured": total, "total_planned": total_plan,
                    "error": total_plan / total - 1}
             rows.append(row)
