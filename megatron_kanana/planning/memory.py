@@ -138,14 +138,21 @@ def stored_bytes(layer: LayerShape, layers_per_stage: int, s: int, b: int, t: in
     return -(-layers_per_stage // n) * layer_input
 
 
-def recomputed_bytes(layer: LayerShape, layers_per_stage: int, s: int, b: int, t: int, sp: bool,
-                     recompute: Recompute, dtype_bytes: int = 2) -> float:
-    """With full recomputation, the layers whose tensors the backward rebuilds at once: a
-    uniform group of n, or one block-checkpointed layer; nothing otherwise."""
+def backward_stored_bytes(layer: LayerShape, layers_per_stage: int, s: int, b: int, t: int, sp: bool,
+                          recompute: Recompute, dtype_bytes: int = 2) -> float:
+    """What one micro-batch's layers hold at the worst point of their backward. Without full
+    recomputation: everything stored (the last layer's backward starts with all of it). Uniform
+    groups of n: every group's input + the n layers recomputed at once. Block (the first n
+    layers checkpointed): the stored layers are back-propagated, and freed, before the first
+    recomputation, so n inputs + max(stored layers, one recomputed layer)."""
+    stored = stored_bytes(layer, layers_per_stage, s, b, t, sp, recompute, dtype_bytes)
     if recompute.granularity != "full":
-        return 0.0
-    n = 1 if recompute.method == "block" else min(recompute.num_layers or 1, layers_per_stage)
-    return n * layer_activation_bytes(layer, s, b, t, sp, False, dtype_bytes)
+        return stored
+    full = layer_activation_bytes(layer, s, b, t, sp, False, dtype_bytes)
+    n = min(recompute.num_layers or 1, layers_per_stage)
+    if recompute.method == "block":
+        return stored + (full if n == layers_per_stage else 0)
+    return stored + n * full
 
 
 def backward_transient_bytes(layer: LayerShape, s: int, b: int, t: int, sp: bool, dtype_bytes: int = 2) -> float:
@@ -171,13 +178,14 @@ def peak_activation_bytes(layer: LayerShape, layers_per_stage: int, s: int, b: i
       * the LM head / loss on the last stage: `head_in_flight` micro-batches' stored layers (1F1B's
         last stage runs each backward right after its forward) + the head's input + the loss;
       * a layer's backward on the first stage: `in_flight` micro-batches' stored layers (1F1B's
-        first stage holds PP of them) + the recomputed layers + the backward's gradients.
+        first stage holds PP of them), the one being back-propagated at its worst point (with the
+        recomputed layers), + the backward's gradients.
     With PP = 1 both are the one stage (in_flight = head_in_flight = 1)."""
     stored = stored_bytes(layer, layers_per_stage, s, b, t, sp, recompute, dtype_bytes)
     at_head = {"activations": head_in_flight * stored + head_input_bytes(layer, s, b, t, sp, dtype_bytes),
                "transient": logits_bytes(s, b, head.vocab, t, head.fused, head.chunk_tokens, dtype_bytes)}
-    in_layer = {"activations": in_flight * stored + recomputed_bytes(layer, layers_per_stage, s, b, t, sp,
-                                                                     recompute, dtype_bytes),
+    current = backward_stored_bytes(layer, layers_per_stage, s, b, t, sp, recompute, dtype_bytes)
+    in_layer = {"activations": (in_flight - 1) * stored + current,
                 "transient": backward_transient_bytes(layer, s, b, t, sp, dtype_bytes)}
     return max(at_head, in_layer, key=lambda phase: sum(phase.values()))
 

@@ -71,13 +71,16 @@ def test_full_recompute_keeps_layer_inputs():
     layer_input = 2 * s * b * 4096
     uniform = mem.Recompute("full", "uniform", 1)
     assert mem.stored_bytes(layer, 32, s, b, 1, False, uniform) == 32 * layer_input
-    assert mem.recomputed_bytes(layer, 32, s, b, 1, False, uniform) == full_layer
+    assert mem.backward_stored_bytes(layer, 32, s, b, 1, False, uniform) == 32 * layer_input + full_layer
     block = mem.Recompute("full", "block", 8)
     assert mem.stored_bytes(layer, 32, s, b, 1, False, block) == 8 * layer_input + 24 * full_layer
-    assert mem.recomputed_bytes(layer, 32, s, b, 1, False, block) == full_layer  # one layer at a time
+    # the 24 stored layers are back-propagated and freed before the first recomputation
+    assert mem.backward_stored_bytes(layer, 32, s, b, 1, False, block) == 8 * layer_input + 24 * full_layer
+    all_blocks = mem.Recompute("full", "block", 32)
+    assert mem.backward_stored_bytes(layer, 32, s, b, 1, False, all_blocks) == 32 * layer_input + full_layer
     none = mem.stored_bytes(layer, 32, s, b, 1, False, mem.Recompute())
     assert none == 32 * full_layer > mem.stored_bytes(layer, 32, s, b, 1, False, block)
-    assert mem.recomputed_bytes(layer, 32, s, b, 1, False, mem.Recompute()) == 0
+    assert mem.backward_stored_bytes(layer, 32, s, b, 1, False, mem.Recompute()) == none
 
 
 def test_full_recompute_peak_is_layer_inputs_plus_one_layers_working_set():
