@@ -13,6 +13,8 @@ optimizer, takes two warm-up steps (so Adam's state exists), then measures:
   * step time: median of 5 steps.
 The planner's estimate (planning/memory.py at 4 bytes an activation, for megatron's local spec
 with torch ops) of the same terms is printed beside it with the relative error of the total.
+Last, the unfused loss alone on bf16 and fp32 logits: its bytes a logit at the forward and
+backward peaks (the working set the planner counts at the LM head).
 """
 from __future__ import annotations
 
@@ -103,6 +105,37 @@ def measure(preset: str, mode: str) -> dict:
             "rss_before": before, "step_seconds": statistics.median(times), **sizes}
 
 
+def loss_working_set(dtype_name: str, tokens: int = 4096, vocab: int = 8192) -> dict:
+    """Bytes a logit of the unfused loss (mcore/loss.py) at its forward and backward peaks, from
+    [tokens, vocab] logits in `dtype_name` (what planning/memory.logits_bytes counts: 14 / 12
+    in bf16, 12 / 12 in fp32; the backward includes the logits' gradient in that dtype)."""
+    import torch
+
+    from megatron_kanana.mcore import runtime
+    from megatron_kanana.mcore.loss import lm_loss_with_z
+    from megatron_kanana.models import get_preset
+    from megatron_kanana.parallel import ParallelConfig
+
+    runtime.initialize(ParallelConfig(), get_preset("tiny"), seed=1)
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
+    weight = torch.randn(vocab, 64, dtype=dtype).requires_grad_()
+    hidden = torch.randn(tokens, 64, dtype=dtype)
+    labels, mask = torch.randint(0, vocab, (1, tokens)), torch.ones(1, tokens)
+    for _ in range(2):  # the second pass is measured: the first one warms the allocator
+        _reset_peak()
+        base = _hwm_bytes()
+        logits = (hidden @ weight.t()).view(1, tokens, vocab)  # what the output layer hands the loss
+        loss, _, _ = lm_loss_with_z(logits, labels, mask, 1e-4)
+        forward = _hwm_bytes() - base
+        del logits
+        _reset_peak()
+        loss.backward()
+        backward = _hwm_bytes() - base
+    runtime.shutdown()
+    return {"dtype": dtype_name, "forward_bytes_per_logit": forward / (tokens * vocab),
+            "backward_bytes_per_logit": backward / (tokens * vocab)}
+
+
 def planned(preset: str, mode: str) -> dict:
     from megatron_kanana.models import get_preset
     from megatron_kanana.planning import memory as mem
@@ -127,12 +160,16 @@ def planned(preset: str, mode: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--case", nargs=2, metavar=("PRESET", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--loss", choices=["bf16", "fp32"], help=argparse.SUPPRESS)
     p.add_argument("--json", default=None)
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = p.parse_args()
     if args.case:
         print(json.dumps(measure(*args.case)))
+        return
+    if args.loss:
+        print(json.dumps(loss_working_set(args.loss)))
         return
     # tensors of 64 KiB and more are mmap'd and unmapped when freed, so RSS follows live tensors
     # (glibc's arenas would otherwise keep the warm-up steps' memory and hide the step's growth)
@@ -156,6 +193,13 @@ def main() -> None:
             mib = 2 ** 20
             print(f"{preset:6} {mode:10} {state / mib:>24.1f} {got['activations_measured'] / mib:>16.1f} "
                   f"{plan['activations'] / mib:>15.1f} {row['error']:>+10.1%} {got['step_seconds']:>7.3f}  {plan['phase']}")
+    for dtype in ("bf16", "fp32"):  # the unfused loss alone: what its working set is in each dtype
+        out = subprocess.run([sys.executable, __file__, "--loss", dtype], env=env, capture_output=True, text=True,
+                             timeout=600, check=True).stdout.strip().splitlines()[-1]
+        got = json.loads(out)
+        rows.append(got)
+        print(f"unfused loss, {dtype} logits: forward peak {got['forward_bytes_per_logit']:.2f} B a logit, "
+              f"backward {got['backward_bytes_per_logit']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
