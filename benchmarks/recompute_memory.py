@@ -177,7 +177,7 @@ def main() -> None:
            "MALLOC_TRIM_THRESHOLD_": "0",
            "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'kernels'}"}
     rows = []
-    print(f"{'shape':6} {'mode':10} {'weights+grads+optim MiB':>24} {'activ. measured':>16} {'activ. planned':>15} "
+    print(f"{'shape':9} {'mode':15} {'weights+grads+optim MiB':>24} {'activ. measured':>16} {'activ. planned':>15} "
           f"{'total err':>10} {'step s':>7}  peak planned at")
     for preset in args.shapes:
         for mode in args.modes:
@@ -191,7 +191,7 @@ def main() -> None:
                    "error": total_plan / total - 1}
             rows.append(row)
             mib = 2 ** 20
-            print(f"{preset:6} {mode:10} {state / mib:>24.1f} {got['activations_measured'] / mib:>16.1f} "
+            print(f"{preset:9} {mode:15} {state / mib:>24.1f} {got['activations_measured'] / mib:>16.1f} "
                   f"{plan['activations'] / mib:>15.1f} {row['error']:>+10.1%} {got['step_seconds']:>7.3f}  {plan['phase']}")
     for dtype in ("bf16", "fp32"):  # the unfused loss alone: what its working set is in each dtype
         out = subprocess.run([sys.executable, __file__, "--loss", dtype], env=env, capture_output=True, text=True,
