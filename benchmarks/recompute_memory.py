@@ -192,7 +192,8 @@ def main() -> None:
             rows.append(row)
             mib = 2 ** 20
             print(f"{preset:9} {mode:15} {state / mib:>24.1f} {got['activations_measured'] / mib:>16.1f} "
-                  f"{plan['activations'] / mib:>15.1f} {row['error']:>+10.1%} {got['step_seconds']:>7.3f}  {plan['phase']}")
+                  f"{plan['activations'] / mib:>15.1f} {row['error']:>+10.1%} {got['step_seconds']:>7.3f}  "
+                  f"{plan['phase']}")
     for dtype in ("bf16", "fp32"):  # the unfused loss alone: what its working set is in each dtype
         out = subprocess.run([sys.executable, __file__, "--loss", dtype], env=env, capture_output=True, text=True,
                              timeout=600, check=True).stdout.strip().splitlines()[-1]
