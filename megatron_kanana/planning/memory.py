@@ -75,7 +75,8 @@ def layer_activation_bytes(layer: LayerShape, s: int, b: int, t: int = 1, sequen
     if layer.rope:
         # megatron's SelfAttention splits the fused QKV GEMM output into views; RoPE (unfused:
         # apply_rope_fusion is off) writes new Q and K, so V keeps the whole [q + 2kv] output
-        # alive: its Q and K parts are kept beside the rotated copies
+        # alive: its Q and K parts are kept beside the rotated copies (seen in the CPU runs'
+        # autograd graphs with SDPA; TE's attention gets the same views, not measured on a GPU)
         attention += e * sb * (layer.q_width + layer.kv_width)
     if layer.flash:
         core = 0 if selective else FP32 * layer.heads * sb  # the log-sum-exp per row
