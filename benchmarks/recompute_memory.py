@@ -13,8 +13,9 @@ optimizer, takes two warm-up steps (so Adam's state exists), then measures:
   * step time: median of 5 steps.
 The planner's estimate (planning/memory.py at 4 bytes an activation, for megatron's local spec
 with torch ops) of the same terms is printed beside it with the relative error of the total.
-Last, the unfused loss alone on bf16 and fp32 logits: its bytes a logit at the forward and
-backward peaks (the working set the planner counts at the LM head).
+Last, the LM-head loss alone (unfused, and fused on kanana_kernels' CPU chunked path) in bf16
+and fp32: its bytes a logit at the forward and backward peaks (the working set the planner
+counts at the LM head).
 """
 from __future__ import annotations
 
@@ -105,13 +106,15 @@ def measure(preset: str, mode: str) -> dict:
             "rss_before": before, "step_seconds": statistics.median(times), **sizes}
 
 
-def loss_working_set(dtype_name: str, tokens: int = 4096, vocab: int = 8192) -> dict:
-    """Bytes a logit of the unfused loss (mcore/loss.py) at its forward and backward peaks, from
-    [tokens, vocab] logits in `dtype_name` (what planning/memory.logits_bytes counts: 14 / 12
-    in bf16, 12 / 12 in fp32; the backward includes the logits' gradient in that dtype)."""
+def loss_working_set(dtype_name: str, head: str, tokens: int = 4096, vocab: int = 8192, chunk: int = 1024) -> dict:
+    """Bytes a logit of the LM-head loss at its forward and backward peaks, `dtype_name` logits.
+    unfused (mcore/loss.py on [tokens, vocab] logits; planning/memory.logits_bytes counts 14 / 12
+    in bf16, 12 / 12 in fp32): per logit of the whole batch. fused (mcore/fused_head.py, on CPU
+    kanana_kernels' chunked torch path): per logit of one chunk (the planner counts 8)."""
     import torch
 
     from megatron_kanana.mcore import runtime
+    from megatron_kanana.mcore.fused_head import fused_lm_loss_with_z
     from megatron_kanana.mcore.loss import lm_loss_with_z
     from megatron_kanana.models import get_preset
     from megatron_kanana.parallel import ParallelConfig
@@ -119,21 +122,25 @@ def loss_working_set(dtype_name: str, tokens: int = 4096, vocab: int = 8192) -> 
     runtime.initialize(ParallelConfig(), get_preset("tiny"), seed=1)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
     weight = torch.randn(vocab, 64, dtype=dtype).requires_grad_()
-    hidden = torch.randn(tokens, 64, dtype=dtype)
+    hidden = torch.randn(1, tokens, 64, dtype=dtype).requires_grad_(head == "fused")
     labels, mask = torch.randint(0, vocab, (1, tokens)), torch.ones(1, tokens)
     for _ in range(2):  # the second pass is measured: the first one warms the allocator
         _reset_peak()
         base = _hwm_bytes()
-        logits = (hidden @ weight.t()).view(1, tokens, vocab)  # what the output layer hands the loss
-        loss, _, _ = lm_loss_with_z(logits, labels, mask, 1e-4)
+        if head == "fused":
+            loss, _, _ = fused_lm_loss_with_z(hidden, weight, labels, mask, 1e-4, chunk_size=chunk)
+        else:
+            logits = hidden @ weight.t()  # what the output layer hands the loss
+            loss, _, _ = lm_loss_with_z(logits, labels, mask, 1e-4)
+            del logits
         forward = _hwm_bytes() - base
-        del logits
         _reset_peak()
         loss.backward()
         backward = _hwm_bytes() - base
     runtime.shutdown()
-    return {"dtype": dtype_name, "forward_bytes_per_logit": forward / (tokens * vocab),
-            "backward_bytes_per_logit": backward / (tokens * vocab)}
+    per = (chunk if head == "fused" else tokens) * vocab
+    return {"dtype": dtype_name, "head": head, "forward_bytes_per_logit": forward / per,
+            "backward_bytes_per_logit": backward / per}
 
 
 def planned(preset: str, mode: str) -> dict:
@@ -160,7 +167,7 @@ def planned(preset: str, mode: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--case", nargs=2, metavar=("PRESET", "MODE"), help=argparse.SUPPRESS)
-    p.add_argument("--loss", choices=["bf16", "fp32"], help=argparse.SUPPRESS)
+    p.add_argument("--loss", nargs=2, metavar=("DTYPE", "HEAD"), help=argparse.SUPPRESS)
     p.add_argument("--json", default=None)
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
@@ -169,7 +176,7 @@ def main() -> None:
         print(json.dumps(measure(*args.case)))
         return
     if args.loss:
-        print(json.dumps(loss_working_set(args.loss)))
+        print(json.dumps(loss_working_set(*args.loss)))
         return
     # tensors of 64 KiB and more are mmap'd and unmapped when freed, so RSS follows live tensors
     # (glibc's arenas would otherwise keep the warm-up steps' memory and hide the step's growth)
@@ -194,13 +201,15 @@ def main() -> None:
             print(f"{preset:9} {mode:15} {state / mib:>24.1f} {got['activations_measured'] / mib:>16.1f} "
                   f"{plan['activations'] / mib:>15.1f} {row['error']:>+10.1%} {got['step_seconds']:>7.3f}  "
                   f"{plan['phase']}")
-    for dtype in ("bf16", "fp32"):  # the unfused loss alone: what its working set is in each dtype
-        out = subprocess.run([sys.executable, __file__, "--loss", dtype], env=env, capture_output=True, text=True,
-                             timeout=600, check=True).stdout.strip().splitlines()[-1]
-        got = json.loads(out)
-        rows.append(got)
-        print(f"unfused loss, {dtype} logits: forward peak {got['forward_bytes_per_logit']:.2f} B a logit, "
-              f"backward {got['backward_bytes_per_logit']:.2f}")
+    for head in ("unfused", "fused"):  # the loss alone: its working set in each dtype
+        for dtype in ("bf16", "fp32"):
+            out = subprocess.run([sys.executable, __file__, "--loss", dtype, head], env=env, capture_output=True,
+                                 text=True, timeout=600, check=True).stdout.strip().splitlines()[-1]
+            got = json.loads(out)
+            rows.append(got)
+            per = "a chunk's logit" if head == "fused" else "a logit"
+            print(f"{head} loss, {dtype}: forward peak {got['forward_bytes_per_logit']:.2f} B {per}, "
+                  f"backward {got['backward_bytes_per_logit']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

@@ -103,7 +103,10 @@ def logits_bytes(s: int, b: int, vocab: int, t: int, fused: bool, chunk_tokens: 
                  dtype_bytes: int = 2) -> float:
     """The LM head's loss working set at its peak, per rank (vocab split by TP).
 
-    Fused (kanana_kernels): one chunk of fp32 logits and its gradient at a time. Unfused
+    Fused (kanana_kernels): counted as one chunk of fp32 logits and its gradient (8 bytes a
+    chunk's logit), whatever the compute dtype. An upper bound for the GPU's Triton path, which
+    writes the gradient in place over the chunk's logits in the compute dtype; the CPU chunked
+    path (torch ops) keeps the unfused path's working set per chunk (benchmarks/README.md). Unfused
     (mcore/loss.py on [tokens, V/t] logits), bytes a logit, the larger of
       forward:  the logits (dtype_bytes) + their fp32 copy in vocab_parallel_logsumexp (none when
                 already fp32) + logits − max (fp32) + its exp (fp32, kept for backward);
