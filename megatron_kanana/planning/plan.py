@@ -125,11 +125,12 @@ def memory_terms(job: Job, layout: Layout, dp: int) -> dict:
     # 1F1B: the first stage holds PP micro-batches; interleaving adds (p-1)/(p·v) (Korthikanti §4.2.3)
     in_flight = min(layout.pp, micro_batches) * (1 + (layout.pp - 1) / (layout.pp * layout.vpp)
                                                  if layout.vpp > 1 else 1)
-    layer = mem.LayerShape.of(shape)
-    scale = 1 if job.bf16 else 2  # fp32 activations take twice the bytes
-    terms["activations"] = scale * mem.stage_activation_bytes(
-        layer, shape.num_layers // layout.pp, s, b, layout.tp, layout.sp, layout.recompute, in_flight)
-    terms["logits"] = scale * mem.logits_bytes(s, b, shape.vocab_size, layout.tp, job.fused_lm_head, job.lm_head_chunk)
+    dtype_bytes = 2 if job.bf16 else 4
+    head = mem.LossHead(shape.vocab_size, job.fused_lm_head, job.lm_head_chunk)
+    # interleaving leaves the last stage several micro-batches in flight too; 1F1B leaves it one
+    head_in_flight = in_flight if layout.vpp > 1 else 1
+    terms.update(mem.peak_activation_bytes(mem.LayerShape.of(shape), shape.num_layers // layout.pp, s, b, layout.tp,
+                                           layout.sp, layout.recompute, in_flight, head, dtype_bytes, head_in_flight))
     if job.companion is not None:
         terms[job.companion_kind] = 2 * mem.stage_parameters(job.companion, layout.tp, layout.pp) + \
             mem.logits_bytes(s, b, job.companion.vocab_size, layout.tp, job.fused_lm_head, job.lm_head_chunk)

@@ -38,7 +38,7 @@ def test_plan_json_has_byte_counts_and_ranked_alternatives(capsys):
     plan = json.loads(capsys.readouterr().out)
     assert plan["num_gpus"] == 256 and plan["config"]["dp"] == 128
     terms = plan["config"]["memory_bytes"]
-    assert set(terms) == {"weights", "gradients", "optimizer", "activations", "logits"}
+    assert set(terms) == {"weights", "gradients", "optimizer", "activations", "transient"}
     assert terms["gradients"] == 2 * terms["weights"]  # fp32 main_grad beside bf16 weights
     speeds = [r["tokens_per_s_per_gpu"] for r in plan["alternatives"]]
     assert speeds == sorted(speeds, reverse=True) and all(r["fits"] for r in plan["alternatives"])
