@@ -80,6 +80,11 @@ class TrainConfig(Section):
         if tokenizer_vocab_size is not None and tokenizer_vocab_size > self.model.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer_vocab_size} tokens but model.vocab_size is "
                               f"{self.model.vocab_size}")
+        if self.parallel.sequence_parallel and self.kernels.lm_head_loss == "fused":
+            # caught here, not at model build on the cluster: the fused head needs every token's
+            # hidden state on every TP rank, and sequence parallelism shards them
+            raise ConfigError("kernels.lm_head_loss: fused needs the full sequence on every tensor-parallel rank; "
+                              "with parallel.sequence_parallel set kernels.lm_head_loss: unfused")
         check_config(self)  # one training mode, and that mode's own rules
         if self.evaluation is not None:
             check_scorable(self)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from megatron_kanana.config.root import load_config
+from megatron_kanana.config.section import ConfigError
 from megatron_kanana.data.mixture import load_mixture
 from megatron_kanana.parallel.config import check_layout
 
@@ -60,6 +61,14 @@ def test_script_resolves_and_fits_its_allocation(script: Path):
     cfg.data.accumulation_steps(layout.data)  # raises unless the batch splits over DP ranks
     assert cfg.data.seq_length == 8192 and cfg.optim.bf16 is True
     assert cfg.optim.z_loss_coef == 5e-6 and cfg.optim.independent_weight_decay == 1e-4
+
+
+def test_sequence_parallel_with_the_fused_lm_head_is_refused_naming_both_keys():
+    """The fused head needs every token on every TP rank: refused at config time, not at model
+    build on the cluster (the shipped SP configs choose the unfused loss)."""
+    cfg = load_config(EXAMPLES / "pretrain" / "kanana_8b_stage1.yaml", ["kernels.lm_head_loss=fused"])
+    with pytest.raises(ConfigError, match=r"kernels.lm_head_loss.*parallel.sequence_parallel"):
+        cfg.check()
 
 
 @pytest.mark.parametrize("size, overrides", [("nano", []), ("essence", [
