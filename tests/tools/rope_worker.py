@@ -1,0 +1,68 @@
+"""Worker for the RoPE-variant parity tests (one process, a world of one, megatron imported once).
+
+    python tests/tools/rope_worker.py TASKS.json
+
+TASKS.json: [{"hf": DIR, "mc": DIR, "back": DIR, "logits": FILE, "generate": FILE or null}, ...].
+Per task: `kanana convert` HF -> megatron, build the model the project's way at TP=1 and load it,
+save its logits on the fixed tokens (tests/tools/tokens.py at rope_worker.SEQ) and, if asked, a
+greedy continuation of PROMPT; then `kanana convert` megatron -> HF into `back`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from megatron_kanana import cli
+from megatron_kanana.checkpointing import layout
+from megatron_kanana.mcore import checkpoint, model as mcore_model, runtime
+from megatron_kanana.mcore.generate import generate
+from megatron_kanana.models.shape import ModelShape
+from megatron_kanana.parallel import ParallelConfig
+
+SEQ = 48  # three times the original window (16) of the scaled variants
+NEW_TOKENS = 24  # prompt of 20 + 24 runs past the original window
+PROMPT = list(range(3, 23))
+
+
+def tokens(vocab: int) -> torch.Tensor:
+    return torch.randint(0, vocab, (2, SEQ), generator=torch.Generator().manual_seed(7))
+
+
+def _convert(src: str, dst: str, input_: str, output: str) -> None:
+    rc = cli.main(["convert", "--from", src, "--to", dst, "--input", input_, "--output", output])
+    if rc != 0:
+        raise SystemExit(f"convert {input_} -> {output} failed ({rc})")
+
+
+def run_task(task: dict) -> None:
+    _convert("hf", "mcore", task["hf"], task["mc"])
+    directory = layout.resolve(Path(task["mc"]))
+    shape = ModelShape.from_dict(layout.read_meta(directory)["model"])
+    parallel = ParallelConfig()
+    runtime.reset_model_parallel()
+    rt = runtime.initialize(parallel, shape, seed=1234)
+    chunks = mcore_model.build_model(shape, mcore_model.transformer_config(shape, parallel, rt.device))
+    checkpoint.load_model(chunks, directory, strict=True)
+    (model,) = chunks
+    model.eval()
+    ids = tokens(shape.vocab_size)
+    with torch.no_grad():
+        logits = model(ids, torch.arange(SEQ).expand_as(ids), None)
+    torch.save(logits, task["logits"])
+    if task.get("generate"):
+        out = generate(chunks, [PROMPT, PROMPT[5:]], NEW_TOKENS)  # the second row is left-padded
+        Path(task["generate"]).write_text(json.dumps(out.tokens))
+    _convert("mcore", "hf", task["mc"], task["back"])
+
+
+def main() -> None:
+    for task in json.loads(Path(sys.argv[1]).read_text()):
+        run_task(task)
+    runtime.shutdown()
+
+
+if __name__ == "__main__":
+    main()
