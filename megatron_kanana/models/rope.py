@@ -118,12 +118,14 @@ def from_hf(config: Mapping[str, Any]) -> tuple[Optional[RopeScaling], Optional[
 
     transformers >= 5 writes `rope_parameters` (theta inside), 4.x `rope_scaling` + `rope_theta`;
     either, with `type` as the old spelling of `rope_type`."""
-    params = dict(config.get("rope_parameters") or {})
-    params.update(config.get("rope_scaling") or {})
+    params: dict[str, Any] = {}
+    for spelling in ("rope_parameters", "rope_scaling"):  # 4.x's rope_scaling wins where both are set
+        part = dict(config.get(spelling) or {})
+        if "type" in part:
+            part.setdefault("rope_type", part.pop("type"))
+            part.pop("type", None)
+        params.update(part)
     theta = params.pop("rope_theta", config.get("rope_theta"))
-    if "type" in params:
-        params.setdefault("rope_type", params["type"])
-        params.pop("type")
     if params.pop("partial_rotary_factor", 1.0) != 1.0:
         raise ConfigError("partial_rotary_factor: only full-dimension RoPE converts (Llama applies it to every dim)")
     rope_type = params.get("rope_type", "default")
@@ -143,3 +145,26 @@ def to_hf(scaling: Optional[RopeScaling], rope_theta: float) -> dict[str, Any]:
     items = scaling.hf_items()
     return {"rope_theta": rope_theta, "rope_scaling": dict(items),
             "rope_parameters": {**items, "rope_theta": rope_theta}}
+
+
+# -- context extension: a fresh run from a shorter-context checkpoint --
+POSITION_FIELDS = frozenset({"rotary_base", "max_position_embeddings", "rope_scaling"})
+
+
+def is_context_extension(saved: Mapping[str, Any], model: Mapping[str, Any]) -> bool:
+    """True when the two model dicts (kanana.json's, the config's) differ in position fields only:
+    no tensor changes shape, so the weights load and only the rotary tables differ."""
+    diff = {k for k in set(saved) | set(model) if saved.get(k) != model.get(k)}
+    return bool(diff) and diff <= POSITION_FIELDS
+
+
+def check_context_extension(saved: Mapping[str, Any], model: Mapping[str, Any], where: str) -> None:
+    """The scaled window must start where the checkpoint's ended, and never shrink it."""
+    scaling = model.get("rope_scaling") or {}
+    original, trained = scaling.get("original_max_position_embeddings"), saved.get("max_position_embeddings")
+    if original is not None and trained is not None and original != trained:
+        raise ConfigError(f"model.rope_scaling.original_max_position_embeddings ({original}) is not the window "
+                          f"of {where}, which says max_position_embeddings {trained}")
+    if trained is not None and model.get("max_position_embeddings", trained) < trained:
+        raise ConfigError(f"model.max_position_embeddings ({model['max_position_embeddings']}) is shorter than "
+                          f"the window of {where} ({trained}): a context change only extends")
