@@ -305,3 +305,10 @@ def test_rope_change_contradicting_the_loaded_checkpoint_is_refused(inputs, tmp_
     config = write_config(inputs, tmp_path / "run", model={"max_position_embeddings": 128, **model},
                           data={"seq_length": 32}, checkpoint={"load": str(base)})
     fails(capsys, "train", config, names=names)  # the launcher's pre-flight, before any process starts
+
+
+def test_seq_length_context_parallelism_cannot_split_is_refused(inputs, tmp_path, capsys):
+    config = write_config(inputs, tmp_path / "run", data={"seq_length": 60})
+    fails(capsys, "train", config, "parallel.context_parallel_size=4",
+          names="data.seq_length (60) must be divisible by 2 × parallel.context_parallel_size (8)",
+          kind="config error")
