@@ -2,10 +2,12 @@
 
     python tests/tools/rope_worker.py TASKS.json
 
-TASKS.json: [{"hf": DIR, "mc": DIR, "back": DIR, "logits": FILE, "generate": FILE or null}, ...].
-Per task: `kanana convert` HF -> megatron, build the model the project's way at TP=1 and load it,
-save its logits on the fixed tokens (tests/tools/tokens.py at rope_worker.SEQ) and, if asked, a
-greedy continuation of PROMPT; then `kanana convert` megatron -> HF into `back`.
+TASKS.json: [{"hf": DIR or null, "mc": DIR, "back": DIR, "logits": FILE, "generate": FILE or null,
+"seq": N (default SEQ)}, ...].
+Per task: `kanana convert` HF -> megatron (when `hf` is given; else `mc` is a training run's
+checkpoint), build the model the project's way at TP=1 and load it, save its logits on the
+fixed tokens `tokens(vocab, seq)` and, if asked, a greedy continuation of PROMPT; then
+`kanana convert` megatron -> HF into `back`.
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ NEW_TOKENS = 24  # prompt of 20 + 24 runs past the original window
 PROMPT = list(range(3, 23))
 
 
-def tokens(vocab: int) -> torch.Tensor:
-    return torch.randint(0, vocab, (2, SEQ), generator=torch.Generator().manual_seed(7))
+def tokens(vocab: int, seq: int = SEQ) -> torch.Tensor:
+    return torch.randint(0, vocab, (2, seq), generator=torch.Generator().manual_seed(7))
 
 
 def _convert(src: str, dst: str, input_: str, output: str) -> None:
@@ -38,7 +40,8 @@ def _convert(src: str, dst: str, input_: str, output: str) -> None:
 
 
 def run_task(task: dict) -> None:
-    _convert("hf", "mcore", task["hf"], task["mc"])
+    if task.get("hf"):
+        _convert("hf", "mcore", task["hf"], task["mc"])
     directory = layout.resolve(Path(task["mc"]))
     shape = ModelShape.from_dict(layout.read_meta(directory)["model"])
     parallel = ParallelConfig()
@@ -48,9 +51,9 @@ def run_task(task: dict) -> None:
     checkpoint.load_model(chunks, directory, strict=True)
     (model,) = chunks
     model.eval()
-    ids = tokens(shape.vocab_size)
+    ids = tokens(shape.vocab_size, task.get("seq", SEQ))
     with torch.no_grad():
-        logits = model(ids, torch.arange(SEQ).expand_as(ids), None)
+        logits = model(ids, torch.arange(ids.shape[1]).expand_as(ids), None)
     torch.save(logits, task["logits"])
     if task.get("generate"):
         out = generate(chunks, [PROMPT, PROMPT[5:]], NEW_TOKENS)  # the second row is left-padded
