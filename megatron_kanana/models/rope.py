@@ -73,6 +73,9 @@ class RopeScaling(Section):
         if self.original_max_position_embeddings is not None and self.original_max_position_embeddings < 1:
             raise ConfigError(f"original_max_position_embeddings: must be positive, got "
                               f"{self.original_max_position_embeddings}")
+        if self.attention_factor is not None and self.attention_factor <= 0:
+            raise ConfigError(f"attention_factor: must be positive (it multiplies cos and sin), got "
+                              f"{self.attention_factor}")
         if self.rope_type == "llama3" and not 0 < self.low_freq_factor < self.high_freq_factor:
             raise ConfigError(f"high_freq_factor: needs 0 < low_freq_factor < high_freq_factor, got "
                               f"{self.low_freq_factor} and {self.high_freq_factor}")
