@@ -51,7 +51,7 @@ def test_extension_resumes_bit_exactly_and_converts_with_matching_logits(base, t
             "logits": str(tmp_path / "ours.pt"), "seq": 128}
     (tmp_path / "tasks.json").write_text(json.dumps([task]))
     python([str(TOOLS / "rope_worker.py"), str(tmp_path / "tasks.json")], timeout=240)
-    from tests.tools.rope_worker import tokens
+    from tests.tools.tokens import rope_tokens as tokens
     from transformers import LlamaForCausalLM
 
     config_json = json.loads((tmp_path / "hf" / "config.json").read_text())

@@ -3,10 +3,11 @@
     python tests/tools/rope_worker.py TASKS.json
 
 TASKS.json: [{"hf": DIR or null, "mc": DIR, "back": DIR, "logits": FILE, "generate": FILE or null,
-"seq": N (default SEQ)}, ...].
+"seq": N (default ROPE_SEQ)}, ...].
 Per task: `kanana convert` HF -> megatron (when `hf` is given; else `mc` is a training run's
 checkpoint), build the model the project's way at TP=1 and load it, save its logits on the
-fixed tokens `tokens(vocab, seq)` and, if asked, a greedy continuation of PROMPT; then
+fixed tokens `rope_tokens(vocab, seq)` (tests/tools/tokens.py) and, if asked, a greedy
+continuation of ROPE_PROMPT; then
 `kanana convert` megatron -> HF into `back`.
 """
 from __future__ import annotations
@@ -23,14 +24,8 @@ from megatron_kanana.mcore import checkpoint, model as mcore_model, runtime
 from megatron_kanana.mcore.generate import generate
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel import ParallelConfig
+from tests.tools.tokens import ROPE_NEW_TOKENS, ROPE_PROMPT, ROPE_SEQ, rope_tokens
 
-SEQ = 48  # three times the original window (16) of the scaled variants
-NEW_TOKENS = 24  # prompt of 20 + 24 runs past the original window
-PROMPT = list(range(3, 23))
-
-
-def tokens(vocab: int, seq: int = SEQ) -> torch.Tensor:
-    return torch.randint(0, vocab, (2, seq), generator=torch.Generator().manual_seed(7))
 
 
 def _convert(src: str, dst: str, input_: str, output: str) -> None:
@@ -51,12 +46,12 @@ def run_task(task: dict) -> None:
     checkpoint.load_model(chunks, directory, strict=True)
     (model,) = chunks
     model.eval()
-    ids = tokens(shape.vocab_size, task.get("seq", SEQ))
+    ids = rope_tokens(shape.vocab_size, task.get("seq", ROPE_SEQ))
     with torch.no_grad():
         logits = model(ids, torch.arange(ids.shape[1]).expand_as(ids), None)
     torch.save(logits, task["logits"])
     if task.get("generate"):
-        out = generate(chunks, [PROMPT, PROMPT[5:]], NEW_TOKENS)  # the second row is left-padded
+        out = generate(chunks, [ROPE_PROMPT, ROPE_PROMPT[5:]], ROPE_NEW_TOKENS)  # the second row is left-padded
         Path(task["generate"]).write_text(json.dumps(out.tokens))
     _convert("mcore", "hf", task["mc"], task["back"])
 

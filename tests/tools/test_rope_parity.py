@@ -12,7 +12,7 @@ import torch
 
 from tests.distributed.launch import python
 from tests.tools.conftest import HERE
-from tests.tools.rope_worker import NEW_TOKENS, PROMPT, tokens
+from tests.tools.tokens import ROPE_NEW_TOKENS as NEW_TOKENS, ROPE_PROMPT as PROMPT, rope_tokens as tokens
 
 transformers = pytest.importorskip("transformers")
 
