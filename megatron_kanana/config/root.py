@@ -77,6 +77,10 @@ class TrainConfig(Section):
         if self.data.seq_length > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_length ({self.data.seq_length}) exceeds "
                               f"model.max_position_embeddings ({self.model.max_position_embeddings})")
+        cp = self.parallel.context_parallel_size
+        if cp > 1 and self.data.seq_length % (2 * cp):  # megatron's CP splits each sequence into 2 × CP chunks
+            raise ConfigError(f"data.seq_length ({self.data.seq_length}) must be divisible by 2 × "
+                              f"parallel.context_parallel_size ({2 * cp}) for context parallelism")
         if tokenizer_vocab_size is not None and tokenizer_vocab_size > self.model.vocab_size:
             raise ConfigError(f"the tokenizer has {tokenizer_vocab_size} tokens but model.vocab_size is "
                               f"{self.model.vocab_size}")

@@ -147,15 +147,19 @@ def _per_row_rotary(model: torch.nn.Module, pads_B: torch.Tensor) -> Iterator[No
     ([offset:offset+s] for queries, [:end] for keys) and broadcasts it over the
     batch, so a [S, B, 1, D] table in place of [S, 1, 1, D] gives each row its own
     positions with the same cos/sin values as the row alone (bit-identical rotation).
+    The table holds the scaled frequencies of `rope_scaling` (mcore/rope.py); YaRN's
+    attention factor is applied by the attention module from the config, as in training.
     """
     rope = model.rotary_pos_emb
     original = rope.forward
 
     def forward(max_seq_len, *args, **kwargs):
-        table = original(max_seq_len, *args, **kwargs)  # [S, 1, 1, D]
+        out = original(max_seq_len, *args, **kwargs)  # [S, 1, 1, D]; YaRN's is (table, mscale)
+        table = out[0] if isinstance(out, tuple) else out
         slots = torch.arange(table.shape[0], device=table.device)
         positions = (slots[:, None] - pads_B.to(table.device)[None, :]).clamp(min=0)  # [S, B]
-        return table[:, 0, 0, :][positions].unsqueeze(2)
+        rows = table[:, 0, 0, :][positions].unsqueeze(2)
+        return (rows, *out[1:]) if isinstance(out, tuple) else rows
 
     rope.forward = forward
     try:

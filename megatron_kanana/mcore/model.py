@@ -12,7 +12,8 @@ the score matrix), and, per the kernels section, its RMSNorms (the decoder's
 final norm included) and MLP activation swapped for kanana_kernels-backed
 modules (mcore/kernel_layers.py). `kernels.lm_head_loss: fused` also makes the
 last stage return hidden states for the fused LM-head loss (mcore/fused_head.py).
-All variants map to the same dist-checkpoint keys, so a checkpoint does not
+RoPE (plain or scaled per `shape.rope_scaling`) is megatron-core's, set up by
+mcore/rope.py. All variants map to the same dist-checkpoint keys, so a checkpoint does not
 depend on which one ran.
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ from megatron_kanana.mcore import compat
 from megatron_kanana.mcore.attention import SDPACoreAttention
 from megatron_kanana.mcore.fused_head import install_fused_lm_head
 from megatron_kanana.mcore.kernel_layers import KernelRMSNorm, KernelSwiGLUMLP
+from megatron_kanana.mcore.rope import gpt_rope_kwargs, scale_frequencies, set_yarn_fields
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 
@@ -91,7 +93,9 @@ def transformer_config(shape: ModelShape, parallel: ParallelConfig, device: str,
         **recompute_and_fp8_fields(parallel),
     )
     kwargs.update(overrides)
-    return TransformerConfig(**kwargs)
+    config = TransformerConfig(**kwargs)
+    set_yarn_fields(config, shape)
+    return config
 
 
 def recompute_and_fp8_fields(parallel: ParallelConfig) -> dict:
@@ -172,11 +176,11 @@ def build_model(shape: ModelShape, config: TransformerConfig, spec: Optional[Mod
             post_process=parallel_state.is_pipeline_last_stage(ignore_virtual=False, vp_stage=vp),
             parallel_output=True,
             share_embeddings_and_output_weights=shape.tie_embeddings,
-            position_embedding_type="rope",
-            rotary_base=shape.rotary_base,
             vp_stage=vp,
             pg_collection=groups,
+            **gpt_rope_kwargs(shape),
         )
+        scale_frequencies(model, shape)
         if torch.cuda.is_available() and not config.use_cpu_initialization:
             model.cuda(torch.cuda.current_device())
         if kernels is not None and kernels.fused_lm_head:

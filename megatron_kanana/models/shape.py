@@ -1,7 +1,8 @@
 """The model section: one dataclass describes every Kanana/Llama-3 shape.
 
 Architecture (Kanana TR App. A.3, Llama 3): pre-norm RMSNorm, SwiGLU MLP,
-rotary embeddings, grouped-query attention, no biases. The head dim
+rotary embeddings (optionally scaled for long context: `rope_scaling`,
+models/rope.py), grouped-query attention, no biases. The head dim
 (`kv_channels`) is independent of hidden/heads: Kanana Nano has 24 heads of dim
 128 on a 1792-wide residual stream.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import field
+from typing import Optional
 
 from megatron_kanana.config.section import ConfigError, Section
+from megatron_kanana.models.rope import RopeScaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +30,8 @@ class ModelShape(Section):
     norm_epsilon: float = field(default=1e-5, metadata={"help": "RMSNorm epsilon."})
     max_position_embeddings: int = field(default=8192, metadata={"help": "Longest sequence the model is built for."})
     init_method_std: float = field(default=0.02, metadata={"help": "Std of the normal weight initialisation."})
+    rope_scaling: Optional[RopeScaling] = field(default=None, metadata={
+        "help": "Long-context RoPE scaling under HF's names (linear, llama3, yarn); null = plain RoPE."})
 
     def validate(self) -> None:
         for name in ("hidden_size", "num_layers", "num_attention_heads", "num_query_groups",
@@ -42,6 +47,11 @@ class ModelShape(Section):
             raise ConfigError(f"kv_channels must be even for rotary embeddings, got {self.kv_channels}")
         if self.norm_epsilon <= 0 or self.init_method_std <= 0:
             raise ConfigError("norm_epsilon and init_method_std must be positive")
+        original = self.rope_scaling and self.rope_scaling.original_max_position_embeddings
+        if original and original > self.max_position_embeddings:
+            raise ConfigError(
+                f"rope_scaling.original_max_position_embeddings ({original}) exceeds max_position_embeddings "
+                f"({self.max_position_embeddings}): the original window must not be larger than the extended one")
 
     # -- parameter counts (the formula; a test checks it against a built model) --
     @property

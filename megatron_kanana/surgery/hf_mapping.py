@@ -22,11 +22,13 @@ the rest by their full name ("embedding.word_embeddings.weight").
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 
 from megatron_kanana.config.section import ConfigError
+from megatron_kanana.models import rope
+from megatron_kanana.models.rope import RopeScaling
 from megatron_kanana.models.shape import ModelShape
 
 EMBEDDING = "embedding.word_embeddings.weight"
@@ -173,16 +175,12 @@ def global_hf_names(shape: ModelShape) -> list[str]:
 
 # ---------------------------------------------------------------- config.json
 
-def _rope_theta(config: Mapping[str, Any]) -> float:
-    rope = config.get("rope_parameters") or {}
-    scaling = config.get("rope_scaling")
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if scaling or rope_type != "default":
-        raise ConfigError(f"unsupported RoPE scaling {scaling or rope!r}: only plain RoPE (rope_type default) converts")
-    theta = rope.get("rope_theta", config.get("rope_theta", 10000.0))
+def _rope(config: Mapping[str, Any]) -> tuple[Optional[RopeScaling], int]:
+    scaling, theta = rope.from_hf(config)
+    theta = 10000.0 if theta is None else theta  # LlamaConfig's default
     if float(theta) != int(theta):
         raise ConfigError(f"rope_theta {theta} is not an integer; ModelShape.rotary_base is an int")
-    return theta
+    return scaling, int(theta)
 
 
 def shape_from_hf_config(config: Mapping[str, Any]) -> ModelShape:
@@ -203,14 +201,15 @@ def shape_from_hf_config(config: Mapping[str, Any]) -> ModelShape:
             raise ConfigError(f"config.json lacks {key!r}")
     heads = config["num_attention_heads"]
     head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    scaling, theta = _rope(config)
     return ModelShape(
         hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"], num_attention_heads=heads,
         num_query_groups=config.get("num_key_value_heads") or heads, kv_channels=head_dim,
         ffn_hidden_size=config["intermediate_size"], vocab_size=config["vocab_size"],
-        tie_embeddings=bool(config.get("tie_word_embeddings", True)), rotary_base=int(_rope_theta(config)),
+        tie_embeddings=bool(config.get("tie_word_embeddings", True)), rotary_base=theta,
         norm_epsilon=float(config.get("rms_norm_eps", 1e-6)),
         max_position_embeddings=config.get("max_position_embeddings", 2048),
-        init_method_std=float(config.get("initializer_range", 0.02)),
+        init_method_std=float(config.get("initializer_range", 0.02)), rope_scaling=scaling,
     )
 
 
@@ -228,9 +227,8 @@ def hf_config_from_shape(shape: ModelShape, dtype: torch.dtype,
         head_dim=shape.kv_channels, intermediate_size=shape.ffn_hidden_size, vocab_size=shape.vocab_size,
         tie_word_embeddings=shape.tie_embeddings, rms_norm_eps=shape.norm_epsilon,
         max_position_embeddings=shape.max_position_embeddings, initializer_range=shape.init_method_std,
-        # both spellings: transformers >= 5 reads rope_parameters, 4.x reads rope_theta
-        rope_theta=float(shape.rotary_base),
-        rope_parameters={"rope_type": "default", "rope_theta": float(shape.rotary_base)},
+        # both spellings: transformers >= 5 reads rope_parameters, 4.x rope_theta and rope_scaling
+        **rope.to_hf(shape.rope_scaling, float(shape.rotary_base)),
         # transformers 5 reads `dtype`, 4.x `torch_dtype`
         dtype=str(dtype).removeprefix("torch."), torch_dtype=str(dtype).removeprefix("torch."),
     )

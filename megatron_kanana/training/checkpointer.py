@@ -25,6 +25,7 @@ import torch.distributed as dist
 from megatron_kanana.checkpointing import layout
 from megatron_kanana.log import get_logger
 from megatron_kanana.mcore import checkpoint as mcore_ckpt, runtime
+from megatron_kanana.models import rope
 from megatron_kanana.training.checkpoint_config import CheckpointConfig
 
 log = get_logger(__name__)
@@ -110,7 +111,10 @@ class Checkpointer:
         meta = layout.read_meta(directory)
         layout.check_model_kind(meta, directory, self.loadable_kinds, "this run")
         saved = meta.get("model")
-        if saved is not None:
+        if saved is not None and not own_run and rope.is_context_extension(saved, model):
+            rope.check_context_extension(saved, model, str(directory))  # preflight checked it too
+            log.info(f"context extension from {directory}: model {saved} -> {model}")
+        elif saved is not None:
             diff = sorted(k for k in set(saved) | set(model) if saved.get(k) != model.get(k))
             if diff:
                 raise layout.CheckpointError(

@@ -8,7 +8,8 @@ when the hub is offline), the stage plan (every dataset present and non-empty,
 schedule.train_steps honest), pre-training data made with data.tokenizer and
 within the model's vocabulary, and every
 checkpoint the run will read (checkpoint.load, the distillation teacher, DPO
-references, the reward model) holding metadata the restricted unpickler accepts.
+references, the reward model) holding metadata the restricted unpickler accepts, and a
+RoPE / window change against checkpoint.load fitting that checkpoint (context extension).
 A failure raises the project's errors, naming the file or key; cli.py prints it.
 """
 from __future__ import annotations
@@ -27,6 +28,9 @@ def check(cfg) -> None:
     objective.preflight(cfg)
     for key, path in checkpoints_read(cfg) + objective.companion_checkpoints(cfg):
         check_checkpoint(key, path)
+    for key, path in checkpoints_read(cfg):
+        if key == "checkpoint.load":
+            check_context_change(cfg.model.to_dict(), layout.resolve(Path(path)))
 
 
 def check_evaluation_tasks(evaluation) -> None:
@@ -66,3 +70,13 @@ def check_checkpoint(key: str, path: str) -> None:
     except layout.CheckpointError as e:
         raise layout.CheckpointError(f"{key}: {e}") from None
     read_dcp_metadata(directory)
+
+
+def check_context_change(model: dict, directory: Path) -> None:
+    """A fresh run may start from a checkpoint with another RoPE / window (context extension);
+    the change must fit the checkpoint (models/rope.py). Other shape changes are the loader's to refuse."""
+    from megatron_kanana.models import rope
+
+    saved = layout.read_meta(directory).get("model")
+    if saved is not None and rope.is_context_extension(saved, model):
+        rope.check_context_extension(saved, model, f"checkpoint.load {directory}")

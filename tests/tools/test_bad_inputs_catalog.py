@@ -36,12 +36,13 @@ def inputs(tmp_path_factory):
     return root
 
 
-def fails(capsys, *argv, names: str) -> str:
-    """Runs `kanana ARGV`; it must exit 2 with one line naming `names` and no traceback."""
+def fails(capsys, *argv, names: str, kind: str = "error") -> str:
+    """Runs `kanana ARGV`; it must exit 2 with one line `kanana CMD: KIND: ...` naming `names`
+    and no traceback (`kanana train` says "config error" for a bad config value)."""
     rc = cli.main([str(a) for a in argv])
     err = capsys.readouterr().err
     assert rc == 2, err
-    lines = [line for line in err.splitlines() if line.startswith(f"kanana {argv[0]}: error: ")]
+    lines = [line for line in err.splitlines() if line.startswith(f"kanana {argv[0]}: {kind}: ")]
     assert len(lines) == 1 and names in lines[0], err
     assert "Traceback" not in err
     return lines[0]
@@ -260,3 +261,54 @@ def test_a_failed_convert_removes_its_partial_output(tmp_path, capsys):
           names=str(tmp_path / "hf"))
     assert not out.exists() and not (tmp_path / "up.partial").exists()
     assert json.loads((tmp_path / "hf" / "config.json").read_text())  # the input is untouched
+
+
+# ---------------------------------------------------------------- long context (RoPE scaling)
+
+@pytest.mark.parametrize("scaling,names", [
+    ("{rope_type: yarn, factor: 1.0, original_max_position_embeddings: 128}", "model.rope_scaling.factor: YaRN"),
+    ("{rope_type: yarn, factor: 4.0, original_max_position_embeddings: 1024}",
+     "model.rope_scaling.original_max_position_embeddings (1024) exceeds max_position_embeddings (256)"),
+    ("{rope_type: ntk, factor: 2.0}", "model.rope_scaling.rope_type: 'ntk' is not one of ['linear', 'llama3', 'yarn']"),
+    ("{rope_type: llama3, factor: 8.0}", "model.rope_scaling.high_freq_factor: rope_type 'llama3' needs it"),
+])
+def test_bad_rope_scaling_is_refused_naming_the_key(inputs, tmp_path, capsys, scaling, names):
+    config = write_config(inputs, tmp_path / "run")
+    fails(capsys, "train", config, f"model.rope_scaling={scaling}", names=names, kind="config error")
+
+
+def test_hf_rope_scaling_of_no_effect_is_refused(tmp_path, capsys):
+    from tests.tools.test_cli_errors import SHAPE as HF_SHAPE
+    from megatron_kanana.checkpointing import hf_dir
+
+    config = hm.hf_config_from_shape(HF_SHAPE, torch.float32)
+    config["rope_scaling"] = {"type": "yarn", "factor": 0.5, "original_max_position_embeddings": 64}
+    hf_dir.write_hf_dir(tmp_path / "hf", list(hm.hf_tensor_shapes(HF_SHAPE).items()), config,
+                        lambda n, rows=None: torch.zeros(hm.hf_tensor_shapes(HF_SHAPE)[n]), torch.float32)
+    fails(capsys, "convert", "--from", "hf", "--to", "mcore", "--input", tmp_path / "hf", "--output",
+          tmp_path / "mc", names="rope_scaling.factor: YaRN extends the context, so it must be > 1; got 0.5")
+    assert not (tmp_path / "mc").exists()
+
+
+@pytest.mark.parametrize("model,names", [
+    # the base was trained at 64 tokens: a YaRN window "originally" 128 long contradicts it
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 128}},
+     "model.rope_scaling.original_max_position_embeddings (128) is not the window of checkpoint.load"),
+    ({"max_position_embeddings": 32}, "model.max_position_embeddings (32) is shorter than the window"),
+])
+def test_rope_change_contradicting_the_loaded_checkpoint_is_refused(inputs, tmp_path, capsys, model, names):
+    base = tmp_path / "base" / "iter_0000000"
+    model_checkpoint(base, inputs / "tokenizer.json")
+    meta = layout.read_meta(base)
+    meta["model"] = get_preset("tiny").replace(max_position_embeddings=64).to_dict()
+    layout.write_meta(base, meta)
+    config = write_config(inputs, tmp_path / "run", model={"max_position_embeddings": 128, **model},
+                          data={"seq_length": 32}, checkpoint={"load": str(base)})
+    fails(capsys, "train", config, names=names)  # the launcher's pre-flight, before any process starts
+
+
+def test_seq_length_context_parallelism_cannot_split_is_refused(inputs, tmp_path, capsys):
+    config = write_config(inputs, tmp_path / "run", data={"seq_length": 60})
+    fails(capsys, "train", config, "parallel.context_parallel_size=4",
+          names="data.seq_length (60) must be divisible by 2 × parallel.context_parallel_size (8)",
+          kind="config error")

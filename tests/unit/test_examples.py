@@ -151,3 +151,23 @@ def test_mixture_parses(mixture: Path):
     mix = load_mixture(mixture)
     for stage in mix.stages:
         assert sum(stage.shares()) == pytest.approx(1.0)
+
+
+def test_long_context_configs_resolve_and_fit_64_gpus():
+    """8K -> 32K (theta kept) and 32K -> 128K with Kanana-1.5's published YaRN setting."""
+    from megatron_kanana.models import rope
+
+    long32k = load_config(EXAMPLES / "long_context" / "kanana_nano_2.1b_32k.yaml")
+    yarn = load_config(EXAMPLES / "long_context" / "kanana_nano_2.1b_128k_yarn.yaml")
+    for cfg in (long32k, yarn):
+        cfg.check(tokenizer_vocab_size=128256)
+        layout = check_layout(cfg.parallel, cfg.model, cfg.parallel.planned_num_gpus, "cuda")
+        cfg.data.accumulation_steps(layout.data)
+        assert cfg.data.seq_length == cfg.model.max_position_embeddings
+    assert (long32k.model.rope_scaling, long32k.model.rotary_base) == (None, 500000)
+    assert rope.to_hf(yarn.model.rope_scaling, 500000.0)["rope_scaling"] == {
+        "rope_type": "yarn", "factor": 4.4, "original_max_position_embeddings": 32768,
+        "beta_fast": 64.0, "beta_slow": 2.0}
+    # each run starts where the previous one's window ended
+    rope.check_context_extension(long32k.model.to_dict(), yarn.model.to_dict(), "the 32K run")
+    assert rope.is_context_extension(long32k.model.to_dict(), yarn.model.to_dict())

@@ -68,8 +68,12 @@ def test_shape_from_config_reads_head_dim_and_rope_parameters():
     ({"mlp_bias": True}, "mlp_bias"),
     ({"num_local_experts": 8}, "mixture of experts"),
     ({"model_type": "mistral"}, "model_type"),
-    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "RoPE scaling"),
-    ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "RoPE scaling"),
+    # scaled RoPE converts (tests/tools/test_rope_parity.py); incomplete or unknown scaling does not
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "rope_scaling.high_freq_factor: .* needs it"),
+    ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}, "rope_scaling.factor: .* needs it"),
+    ({"rope_scaling": {"type": "dynamic", "factor": 2.0}}, "'dynamic' does not convert; known: default, linear"),
+    ({"rope_scaling": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 512}},
+     "original_max_position_embeddings \\(512\\) exceeds max_position_embeddings \\(256\\)"),
     ({"hidden_act": "gelu"}, "hidden_act"),
     ({"num_key_value_heads": 3}, "num_query_groups"),
 ])
