@@ -5,7 +5,7 @@ table cells, one paragraph per line, whitespace collapsed. It drops what is not 
 (scripts, navigation bars, tables of contents, index and search boxes, "related topics"
 link lists, debug footers, code listings, Mallard's credits and licence block) and the
 paragraphs the translation left in another language: a Korean page keeps only paragraphs
-that are mostly Hangul (the Korean help packages leave untranslated strings in English),
+that are at least 30% Hangul (the Korean help packages leave untranslated strings in English),
 an English page only those with no Hangul. A paragraph repeated on a page (a note's label,
 a menu path, a platform variant) is kept once. tools/build_demo_corpus.py applies it to
 every page of the Debian help packages.
@@ -27,8 +27,9 @@ SKIP_TAGS = frozenset("head script style header footer aside nav pre noscript bu
 SKIP_NAMES = frozenset(("navheader", "navfooter", "relatedtopics", "DEBUG", "SearchFrame", "DonationFrame",
                         "toc", "list-of-figures", "list-of-tables", "programlisting", "screen", "synopsis"))
 VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
-# A paragraph of a Korean page is Korean when at least this share of its letters are Hangul.
-MIN_HANGUL_SHARE = 0.5
+# A paragraph of a Korean page is Korean when at least this share of its letters are Hangul
+# (as is_korean and the curation script ratio decide): a sentence naming English commands stays.
+MIN_HANGUL_SHARE = 0.3
 
 
 def hangul_share(text: str) -> float:
