@@ -61,7 +61,8 @@ PACKAGES = (
     HelpPackage("gimp-help-ko", "ko", "usr/share/gimp/2.0/help/ko", GIMP_LICENCE, skip=("gfdl",),
                 guides=GIMP_GUIDES),
     HelpPackage("gnome-user-docs", "ko", "usr/share/help/ko", "CC-BY-SA-3.0", pattern="*.page"),
-    HelpPackage("debian-faq-ko", "ko", "usr/share/doc/debian/FAQ/ko", "debian-faq", pattern="*.ko.html"),
+    HelpPackage("debian-faq-ko", "ko", "usr/share/doc/debian/FAQ/ko", "Debian-FAQ-permission-notice",
+                pattern="*.ko.html"),
     HelpPackage("installation-guide-amd64", "ko", "usr/share/doc/installation-guide-amd64/ko", "GPL-2.0",
                 skip=("apf",)),  # apf.html: the GPL itself
 )

@@ -1,8 +1,8 @@
-"""Rebuild the embedded demo corpus under megatron_kanana/data/corpus/.
+"""Rebuild the tests' small corpus, megatron_kanana/data/corpus/{ko,en}.jsonl.
 
     pip download --no-deps konlpy==0.6.0 -d /tmp/konlpy
     unzip /tmp/konlpy/konlpy-0.6.0-*.whl 'konlpy/data/corpus/*' -d /tmp/konlpy/ex
-    python tools/build_demo_corpus.py --konlpy-corpus /tmp/konlpy/ex/konlpy/data/corpus
+    python tools/build_mini_corpus.py --konlpy-corpus /tmp/konlpy/ex/konlpy/data/corpus
 
 Only the text files of the konlpy wheel are read (the Korean Constitution and ten
 National Assembly bills); none of konlpy's GPL code is used or copied. English comes
