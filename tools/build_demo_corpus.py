@@ -1,103 +1,162 @@
-"""Rebuild the embedded demo corpus under megatron_kanana/data/corpus/.
+"""Rebuild the demo's help-pages corpus (megatron_kanana/data/corpus/help/) from Debian packages.
 
-    pip download --no-deps konlpy==0.6.0 -d /tmp/konlpy
-    unzip /tmp/konlpy/konlpy-0.6.0-*.whl 'konlpy/data/corpus/*' -d /tmp/konlpy/ex
-    python tools/build_demo_corpus.py --konlpy-corpus /tmp/konlpy/ex/konlpy/data/corpus
+    mkdir -p /tmp/debs && cd /tmp/debs && apt-get download libreoffice-help-en-us gimp-help-en \\
+        libreoffice-help-ko gimp-help-ko gnome-user-docs debian-faq-ko installation-guide-amd64
+    python tools/build_demo_corpus.py --debs /tmp/debs
 
-Only the text files of the konlpy wheel are read (the Korean Constitution and ten
-National Assembly bills); none of konlpy's GPL code is used or copied. English comes
-from CPython's `pydoc_data.topics`, present in every Python install. Both are split
-into documents the way a web corpus would be: one Constitution article, one bill
-section, one pydoc topic section per document.
+Each package is unpacked with `dpkg-deb -x` into a temporary folder; every help page
+becomes one JSON document (`text`, `source`, `licence`, `lang`, `quality`) whose text is
+the page's prose paragraphs in the package's language (megatron_kanana/data/help_pages.py).
+Pages are split by source-level quality (`page_quality`): how-to guides and tutorials are
+"guide", the one-command-per-page reference is "reference"; the output is one gzip JSONL
+file per language and quality, documents sorted by package and path, written
+byte-for-byte reproducibly (no gzip timestamp). A missing package is named with the
+`apt-get download` line that fetches it (exit 2).
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
-import re
-import unicodedata
-from pathlib import Path
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-OUT_DIR = Path(__file__).resolve().parents[1] / "megatron_kanana" / "data" / "corpus"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+from megatron_kanana.data.help_pages import page_paragraphs  # noqa: E402
 
-# An article heading ("제1조", "제10조의2") opens a new document.
-_ARTICLE = re.compile(r"^\s*제\d+조(의\d+)?(\(|\s|$)")
-# A pydoc heading is a line followed by a line of '*', '=' or '-' of equal length.
-_UNDERLINE = re.compile(r"^[*=\-]{3,}$")
-
-
-def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+OUT_DIR = REPO / "megatron_kanana" / "data" / "corpus" / "help"
+# Pages shorter than this (after extraction) are index stubs or a bare title. A Hangul
+# syllable carries about two Latin letters' worth, so Korean pages may be half as long.
+MIN_CHARS = {"en": 200, "ko": 100}
 
 
-def constitution_documents(path: Path) -> list[str]:
-    """The preamble, then one document per article (chapter headings stay with the next article)."""
-    docs, current = [], []
-    for line in _clean(path.read_text(encoding="utf-8")).split("\n"):
-        if _ARTICLE.match(line) and any(_ARTICLE.match(x) or len(x) > 200 for x in current):
-            docs.append("\n".join(current).strip())
-            current = []
-        current.append(line.strip())
-    docs.append("\n".join(current).strip())
-    return [d for d in docs if d]
+@dataclass(frozen=True)
+class HelpPackage:
+    name: str                   # Debian package
+    lang: str                   # "ko" or "en"
+    root: str                   # folder of its pages inside the package
+    licence: str                # SPDX id, from its usr/share/doc/<package>/copyright (GIMP: gimp-help-common's)
+    pattern: str = "*.html"     # its pages under root
+    skip: tuple[str, ...] = ()  # page name prefixes left out (a licence's own text)
+    guides: tuple[str, ...] | None = None  # page name prefixes that are guides; None: every page is one
 
 
-def bill_documents(path: Path) -> list[str]:
-    """A bill is split at its page markers ("- 1 -"); each part is a document."""
-    text = _clean(path.read_text(encoding="utf-8"))
-    parts = re.split(r"\n\s*- \d+ -\s*\n", text)
-    # Bills wrap lines at a fixed width mid-phrase; joining them gives natural paragraphs.
+# GIMP manual chapters written as long-form prose: introduction, concepts, "getting unstuck",
+# using GIMP, tutorials, painting and colour concepts. The rest is dialog/menu/tool/filter reference.
+GIMP_GUIDES = ("gimp-introduction", "gimp-concepts", "gimp-stuck", "gimp-using", "gimp-tutorial",
+               "gimp-fire-up", "gimp-imaging", "gimp-images", "gimp-painting", "gimp-colors")
+GIMP_LICENCE = "GFDL-1.2-or-later"
+PACKAGES = (
+    # English: LibreOffice and GIMP help, ~5.7 MB of prose, more than the demo needs.
+    HelpPackage("libreoffice-help-en-us", "en", "usr/share/libreoffice/help/en-US", "MPL-2.0", guides=()),
+    HelpPackage("gimp-help-en", "en", "usr/share/gimp/2.0/help/en", GIMP_LICENCE, skip=("gfdl",),
+                guides=GIMP_GUIDES),
+    # Korean: the same two (the GIMP translation is mostly unfinished), then three Korean-only
+    # manuals whose pages are all long-form guides, to pass 3 MB.
+    HelpPackage("libreoffice-help-ko", "ko", "usr/share/libreoffice/help/ko", "MPL-2.0", guides=()),
+    HelpPackage("gimp-help-ko", "ko", "usr/share/gimp/2.0/help/ko", GIMP_LICENCE, skip=("gfdl",),
+                guides=GIMP_GUIDES),
+    HelpPackage("gnome-user-docs", "ko", "usr/share/help/ko", "CC-BY-SA-3.0", pattern="*.page"),
+    HelpPackage("debian-faq-ko", "ko", "usr/share/doc/debian/FAQ/ko", "Debian-FAQ-permission-notice",
+                pattern="*.ko.html"),
+    HelpPackage("installation-guide-amd64", "ko", "usr/share/doc/installation-guide-amd64/ko", "GPL-2.0",
+                skip=("apf",)),  # apf.html: the GPL itself
+)
+
+
+class MissingPackageError(FileNotFoundError):
+    """A package of PACKAGES has no .deb in the folder given."""
+
+
+def page_quality(package: HelpPackage, relpath: str) -> str:
+    """'guide' for how-to guides, tutorials and manuals, 'reference' for the rest (the README's rule).
+
+    LibreOffice (guides=()): pages under a module's guide/ folder (text/<module>/guide/) are guides.
+    GIMP: pages whose file name starts with one of GIMP_GUIDES. The GNOME help, the Debian FAQ and
+    the Debian installation guide (guides=None) are guides throughout."""
+    path = PurePosixPath(relpath)
+    if package.guides is None:
+        return "guide"
+    if "guide" in path.parts[:-1] or path.name.startswith(package.guides):
+        return "guide"
+    return "reference"
+
+
+def find_deb(debs: Path, package: str) -> Path:
+    matches = sorted(debs.glob(f"{package}_*.deb"))
+    if not matches:
+        raise MissingPackageError(f"{debs}: no {package}_*.deb; fetch it with "
+                                  f"`cd {debs} && apt-get download {package}`")
+    return matches[-1]
+
+
+def package_documents(package: HelpPackage, unpacked: Path) -> list[dict]:
+    """One document per HTML page of an unpacked package with enough prose, sorted by path."""
+    root = unpacked / package.root
+    if not root.is_dir():
+        raise MissingPackageError(f"{package.name}: the package has no {package.root}/ (another version?)")
     docs = []
-    for part in parts:
-        paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", part)]
-        doc = "\n".join(p for p in paragraphs if p)
-        if len(doc) >= 40:
-            docs.append(doc)
+    for page in sorted(root.rglob(package.pattern)):
+        relpath = page.relative_to(root).as_posix()
+        if page.name.startswith(package.skip):
+            continue
+        text = "\n".join(page_paragraphs(page.read_text(encoding="utf-8", errors="replace"), package.lang))
+        if len(text) < MIN_CHARS[package.lang]:
+            continue
+        docs.append({"id": f"{package.name}/{relpath}", "source": package.name, "licence": package.licence,
+                     "lang": package.lang, "quality": page_quality(package, relpath), "text": text})
     return docs
 
 
-def pydoc_documents() -> list[str]:
-    """One document per pydoc topic section (a topic's text up to its next heading)."""
-    import pydoc_data.topics
-
-    docs = []
-    for name in sorted(pydoc_data.topics.topics):
-        lines = _clean(pydoc_data.topics.topics[name]).split("\n")
-        current: list[str] = []
-        for i, line in enumerate(lines):
-            is_heading = i + 1 < len(lines) and _UNDERLINE.match(lines[i + 1]) and line.strip()
-            if is_heading and sum(len(x) for x in current) > 400:
-                docs.append("\n".join(current).strip())
-                current = []
-            current.append(line)
-        docs.append("\n".join(current).strip())
-    return [d for d in docs if len(d) >= 40]
+def unpack(deb: Path, into: Path) -> Path:
+    into.mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
+    return into
 
 
-def write_jsonl(path: Path, docs: list[str], source: str) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for i, doc in enumerate(docs):
-            f.write(json.dumps({"id": f"{source}-{i:04d}", "source": source, "text": doc}, ensure_ascii=False))
-            f.write("\n")
+def write_jsonl_gz(path: Path, docs: list[dict]) -> None:
+    """Deterministic gzip: no file name or timestamp in the header, so a rebuild is byte-identical."""
+    tmp = path.with_name(path.name + ".partial")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+        for doc in docs:
+            f.write((json.dumps(doc, ensure_ascii=False) + "\n").encode("utf-8"))
     tmp.replace(path)
 
 
-def main() -> None:
+def build(debs: Path, out_dir: Path) -> dict[str, list[dict]]:
+    """All packages' documents grouped into output files "<lang>_<quality>"; written under out_dir."""
+    found = {p.name: find_deb(debs, p.name) for p in PACKAGES}  # every package checked before any work
+    groups: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="demo-corpus-") as tmp:
+        for package in PACKAGES:
+            for doc in package_documents(package, unpack(found[package.name], Path(tmp) / package.name)):
+                groups.setdefault(f"{doc['lang']}_{doc['quality']}", []).append(doc)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sorted(groups):
+        write_jsonl_gz(out_dir / f"{name}.jsonl.gz", groups[name])
+    return groups
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--konlpy-corpus", type=Path, required=True, help="konlpy/data/corpus from the wheel")
-    args = parser.parse_args()
-    ko = constitution_documents(args.konlpy_corpus / "kolaw" / "constitution.txt")
-    for bill in sorted((args.konlpy_corpus / "kobill").glob("*.txt")):
-        ko += bill_documents(bill)
-    en = pydoc_documents()
-    write_jsonl(OUT_DIR / "ko.jsonl", ko, "ko")
-    write_jsonl(OUT_DIR / "en.jsonl", en, "en")
-    print(f"ko: {len(ko)} documents, {sum(map(len, ko))} characters")
-    print(f"en: {len(en)} documents, {sum(map(len, en))} characters")
+    parser.add_argument("--debs", type=Path, required=True, help="folder holding the packages' .deb files")
+    parser.add_argument("--output", type=Path, default=OUT_DIR, help="corpus folder to write")
+    args = parser.parse_args(argv)
+    try:
+        groups = build(args.debs, args.output)
+    except MissingPackageError as e:
+        print(f"build_demo_corpus: {e}", file=sys.stderr)
+        return 2
+    for name, docs in sorted(groups.items()):
+        chars = sum(len(d["text"]) for d in docs)
+        size = sum(len(d["text"].encode("utf-8")) for d in docs)
+        print(f"{name}: {len(docs)} documents, {chars:,} characters, {size:,} bytes of text")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,13 +1,14 @@
-"""The embedded demo corpus: present, bilingual, sensibly split, documented, small."""
+"""The embedded corpora: present, bilingual, sensibly split, documented, small."""
 from __future__ import annotations
 
 import json
 
-from megatron_kanana.data.demo_corpus import CORPUS_DIR, demo_corpus_files
+from megatron_kanana.data.demo_corpus import CORPUS_DIR, HELP_FILES, demo_corpus_files, help_corpus_files, read_documents
+from megatron_kanana.data.help_pages import hangul_share
 from megatron_kanana.data.tokenizer_training import is_korean
 
 
-def test_corpus_is_present_bilingual_and_small():
+def test_test_corpus_is_present_bilingual_and_small():
     files = demo_corpus_files()
     assert [f.stem for f in files] == ["en", "ko"]
     assert sum(f.stat().st_size for f in files) < 3_000_000
@@ -19,5 +20,30 @@ def test_corpus_is_present_bilingual_and_small():
             assert korean == len(docs)
         else:
             assert korean == 0
+
+
+def test_help_corpus_is_bilingual_split_by_quality_and_under_10_mb():
+    files = help_corpus_files()
+    assert [f.name for f in files] == [f"{name}.jsonl.gz" for name in HELP_FILES]
+    assert sum(f.stat().st_size for f in files) < 10_000_000
+    text_bytes = {"en": 0, "ko": 0}
+    for f in files:
+        lang, quality = f.name.split(".")[0].split("_")
+        docs = list(read_documents(f))
+        assert len(docs) > 400
+        for doc in docs:
+            assert (doc["lang"], doc["quality"]) == (lang, quality) and doc["licence"] and doc["source"]
+            assert doc["text"].strip() and doc["id"].startswith(doc["source"] + "/")
+        shares = [hangul_share(d["text"]) for d in docs]
+        assert (min(shares) >= 0.3) if lang == "ko" else (max(shares) == 0.0)
+        text_bytes[lang] += sum(len(d["text"].encode("utf-8")) for d in docs)
+    assert min(text_bytes.values()) >= 3_000_000
+
+
+def test_readme_names_every_source_and_licence():
     readme = (CORPUS_DIR / "README.md").read_text(encoding="utf-8")
     assert "Constitution" in readme and "pydoc_data" in readme and "licen" in readme.lower()
+    sources = {(d["source"], d["licence"]) for f in help_corpus_files() for d in read_documents(f)}
+    for source, licence in sources:
+        assert f"`{source}`" in readme and licence in readme, (source, licence)
+    assert "apt-get download" in readme and "tools/build_demo_corpus.py" in readme

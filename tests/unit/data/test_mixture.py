@@ -92,9 +92,11 @@ def test_kanana_example_matches_the_recipe():
 
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory, hf_tokenizer) -> str:
+    """Small datasets under the demo mixture's source names (the test corpus: fast to tokenize)."""
     root = tmp_path_factory.mktemp("demo_data")
     for path in demo_corpus_files():
-        preprocess([str(path)], hf_tokenizer, str(root / path.stem), workers=1, append_eod=True)
+        for quality in ("guide", "reference"):
+            preprocess([str(path)], hf_tokenizer, str(root / f"{path.stem}_{quality}"), workers=1, append_eod=True)
     return str(root)
 
 
@@ -102,10 +104,14 @@ def test_demo_mixture_blends(demo_data):
     m = load_mixture(EXAMPLES.parent / "demo" / "mixture.yaml")
     blends = stage_blends(m, data_root=demo_data)
     assert set(blends) == {"stage1", "stage2"}
-    for name, ko_share in (("stage1", 0.3), ("stage2", 0.7)):
+    for name, ko_share, ko_guide in (("stage1", 0.3, 0.15), ("stage2", 0.7, 0.5)):
         weights = dict(blends[name])
         assert sum(weights.values()) == pytest.approx(1.0)
-        assert weights[f"{demo_data}/ko"] == pytest.approx(ko_share)
+        assert weights[f"{demo_data}/ko_guide"] + weights[f"{demo_data}/ko_reference"] == pytest.approx(ko_share)
+        assert weights[f"{demo_data}/ko_guide"] == pytest.approx(ko_guide)
+    # every source in both stages: the held-out set of a language is the same at either stage's end
+    assert [sorted(s.path for s in stage.sources) for stage in m.stages] == [
+        ["en_guide", "en_reference", "ko_guide", "ko_reference"]] * 2
 
 
 def test_glob_source_splits_by_tokens(tmp_path, demo_data):
@@ -114,7 +120,7 @@ def test_glob_source_splits_by_tokens(tmp_path, demo_data):
 
     pairs = dict(stage_blends(m)["s1"])
     tokens = {p: dataset_summary(p).num_tokens for p in pairs}
-    assert sorted(pairs) == sorted(f"{demo_data}/{c}" for c in ("en", "ko"))
+    assert sorted(pairs) == sorted(f"{demo_data}/{lang}_{q}" for lang in ("en", "ko") for q in ("guide", "reference"))
     for p, w in pairs.items():
         assert w == pytest.approx(tokens[p] / sum(tokens.values()))
     missing = mixture([stage([{"path": "nope", "category": "x", "weight": 1}])], data_root=demo_data)
@@ -126,13 +132,13 @@ def test_show_reports_epochs_and_warns(tmp_path, demo_data):
     text = (EXAMPLES.parent / "demo" / "mixture.yaml").read_text()
     out = show(str(EXAMPLES.parent / "demo" / "mixture.yaml"), data_root=demo_data)
     assert "stage stage1: budget 200k tokens" in out and "categories: en 70.0%, ko 30.0%" in out
-    ko_line = next(line for line in out.splitlines() if line.strip().startswith("ko ") and "30.00%" in line)
+    ko_line = next(line for line in out.splitlines() if line.strip().startswith("ko_guide ") and "15.00%" in line)
     assert ko_line.split()[-1] != "-" and float(ko_line.split()[-1]) > 0
     assert "WARNING" not in out
     data = yaml.safe_load(text)
     data["stages"][0]["tokens"] = "50M"
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(data))
     out = show(str(tmp_path / "big.yaml"), data_root=demo_data)
-    assert "WARNING: stage stage1: ko would be repeated" in out and "more than max_epochs 60" in out
+    assert "WARNING: stage stage1: ko_guide would be repeated" in out and "more than max_epochs 1" in out
     out = show(str(EXAMPLES / "kanana_3t.yaml"), data_root=str(tmp_path))
     assert "english_web/*" in out and "missing" in out and "no dataset found" in out
