@@ -20,6 +20,8 @@ outside through its CLI and public functions, as a user's pipeline would.
    reward model, offline DPO, online DPO with asynchronous sampling
    (posttrain_stages.py), each policy's held-out preference accuracy against
    the SFT model, and a Hugging Face export of the final policy;
+8. a benchmark table through lm-evaluation-harness (eval_stages.py): the pre-trained
+   and every post-trained model on held-out arithmetic and KMMLU-format questions;
 and `summary.json` with the measured figures and each phase's wall time.
 """
 from __future__ import annotations
@@ -39,6 +41,7 @@ import yaml
 from megatron_kanana.data.demo_corpus import HELP_FILES, help_corpus_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # posttrain_stages.py beside this script
+from eval_stages import benchmark_table, print_table  # noqa: E402
 from posttrain_stages import kanana, run_posttraining  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent
@@ -185,6 +188,9 @@ def print_summary(summary: dict, out: Path) -> None:
           f"{vs_ref['preference accuracy']:.3f}, reward margin {vs_ref['reward margin']:.3f} (both 0 at the start)")
     print(f"  online DPO: mean sampled reward {post['online_dpo']['sample_reward'][0]:.3f} (first log) -> "
           f"{post['online_dpo']['sample_reward'][1]:.3f} (last); HF export in {post['hf_export']}")
+    print("  benchmarks (lm-eval; arithmetic: held-out questions through the chat template, exact match; "
+          "KMMLU-format: 0-shot accuracy, chance 0.25):")
+    print_table(summary["benchmarks"])
     phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in summary["phase_s"].items())
     print(f"  median tokens/s {summary['median_tokens_per_s']:.0f}, wall time {summary['wall_s']:.0f} s ({phases})")
     print(f"  wrote {out / 'summary.json'} and plots in {out / 'run' / 'plots'}")
@@ -202,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     generated = generations(out, step)
     summary = stage_summary(out, plan)
     summary["posttraining"] = run_posttraining(out, lambda config: _train(config, nproc=args.nproc), step)
+    step("8. benchmarks through lm-evaluation-harness (kanana eval's in-process form, local tasks)")
+    summary["benchmarks"] = benchmark_table(out)
     step.close()
     summary.update(resumed_at_step=stop_at, training_wall_s=round(train_seconds, 1),
                    wall_s=round(time.perf_counter() - start, 1), phase_s=step.seconds, model=config["model"],
