@@ -45,7 +45,7 @@ def _set_config(directory, **changes):
 @pytest.mark.parametrize("changes,message", [({"attention_bias": True}, "attention_bias"),
                                              ({"num_local_experts": 4}, "mixture of experts"),
                                              ({"model_type": "gemma"}, "model_type"),
-                                             ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "RoPE"),
+                                             ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, "rope_type"),
                                              ({"hidden_size": 64}, "has shape")])
 def test_unsupported_or_contradictory_input(hf, tmp_path, capsys, changes, message):
     _set_config(hf[0], **changes)

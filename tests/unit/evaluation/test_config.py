@@ -53,7 +53,9 @@ def test_a_reward_model_cannot_be_benchmarked(tmp_path, capsys):
 ])
 def test_layouts_that_need_fixed_sequence_shapes_are_refused(tmp_path, capsys, override, needle):
     layout = {"tensor_model_parallel_size": 2, "pipeline_model_parallel_size": 2}
-    line = _error(capsys, write(tmp_path, {"tasks": ["kmmlu"]}, parallel=layout), override, "--dry-run")
+    # the unfused loss: sequence parallelism with the fused LM head is refused first, naming that
+    line = _error(capsys, write(tmp_path, {"tasks": ["kmmlu"]}, parallel=layout), override,
+                  "kernels.lm_head_loss=unfused", "--dry-run")
     assert needle in line and "`kanana eval`" in line
 
 
