@@ -25,11 +25,13 @@ def items(num: int, seed: int) -> list[dict]:
     seen = {m["content"] for c in conversations(**DEMO_SFT_TRAIN) for m in c["messages"] if m["role"] == "user"}
     rng = random.Random(seed)
     out: list[dict] = []
+    taken: set[str] = set()
     while len(out) < num:
         language = ("ko", "en")[len(out) % 2]  # half Korean, half English, alternating
         op, a, b, value = problem(rng)
         question, _ = phrase(language, op, a, b, value)
-        if question not in seen and question not in {o["question"] for o in out}:
+        if question not in seen and question not in taken:
+            taken.add(question)
             out.append({"question": question, "answer": str(value), "language": language})
     return out
 

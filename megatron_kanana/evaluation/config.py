@@ -52,12 +52,12 @@ class EvaluationConfig(Section):
         if self.interval == 0 and not self.at_stage_end:
             raise ConfigError("interval: 0 with at_stage_end false never evaluates; set an interval "
                               "or remove the evaluation section")
-        if self.limit is not None and not (self.limit >= 1 or 0 < self.limit < 1):
-            raise ConfigError(f"limit: must be >= 1 documents or a fraction in (0, 1), got {self.limit:g}")
-        if self.num_fewshot is not None and self.num_fewshot < 0:
-            raise ConfigError(f"num_fewshot: must be >= 0, got {self.num_fewshot}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        from megatron_kanana.evaluation.tasks import EvalError
+
+        try:  # the values `kanana eval` takes as flags, checked by the same code
+            self.options().validate(label=lambda name: f"{name}:")
+        except EvalError as e:
+            raise ConfigError(str(e)) from None
         if self.max_length is not None and self.max_length < 2:
             raise ConfigError(f"max_length: must be >= 2 tokens, got {self.max_length}")
         if self.bootstrap_iters < 0:

@@ -33,13 +33,15 @@ class EvalOptions:
     bootstrap_iters: int = 100000  # lm-eval's default, for the stderr of non-mean metrics
     seed: int = 1234  # lm-eval's fewshot/numpy/torch seeds
 
-    def validate(self) -> None:
+    def validate(self, label=lambda name: "--" + name.replace("_", "-")) -> None:
+        """`label` names a field in the error: a CLI flag here, a config key for the
+        `evaluation` section (evaluation/config.py), which checks the same values."""
         if self.limit is not None and not (self.limit >= 1 or 0 < self.limit < 1):
-            raise EvalError(f"--limit must be >= 1 documents or a fraction in (0, 1), got {self.limit:g}")
+            raise EvalError(f"{label('limit')} must be >= 1 documents or a fraction in (0, 1), got {self.limit:g}")
         if self.batch_size < 1:
-            raise EvalError(f"--batch-size must be >= 1, got {self.batch_size}")
+            raise EvalError(f"{label('batch_size')} must be >= 1, got {self.batch_size}")
         if self.num_fewshot is not None and self.num_fewshot < 0:
-            raise EvalError(f"--num-fewshot must be >= 0, got {self.num_fewshot}")
+            raise EvalError(f"{label('num_fewshot')} must be >= 0, got {self.num_fewshot}")
 
 
 def run_lm_eval(lm, tasks: list[str], options: EvalOptions, task_manager=None) -> Optional[dict]:
