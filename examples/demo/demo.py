@@ -38,6 +38,11 @@ from pathlib import Path
 
 import yaml
 
+# ATen's kernels follow the host CPU (AVX512 vs AVX2 round sums differently), so the demo's
+# figures would depend on the machine; pinned to AVX2 (every x86 host has it) they are the same
+# everywhere. Set before torch loads here or in the training workers, which inherit it.
+os.environ.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+
 from megatron_kanana.data.demo_corpus import HELP_FILES, help_corpus_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # posttrain_stages.py beside this script
