@@ -31,7 +31,8 @@ def check(cfg) -> None:
         check_checkpoint(key, path)
     for key, path in checkpoints_read(cfg):
         if key == "checkpoint.load":  # against the model of the stage the run starts in
-            check_context_change(start_shape(cfg.data, cfg.model).to_dict(), layout.resolve(Path(path)))
+            shape, shape_key = start_shape(cfg.data, cfg.model)
+            check_context_change(shape.to_dict(), layout.resolve(Path(path)), shape_key)
 
 
 def check_evaluation_tasks(evaluation) -> None:
@@ -73,11 +74,12 @@ def check_checkpoint(key: str, path: str) -> None:
     read_dcp_metadata(directory)
 
 
-def check_context_change(model: dict, directory: Path) -> None:
+def check_context_change(model: dict, directory: Path, key: str = "model") -> None:
     """A fresh run may start from a checkpoint with another RoPE / window (context extension);
-    the change must fit the checkpoint (models/rope.py). Other shape changes are the loader's to refuse."""
+    the change must fit the checkpoint (models/rope.py). Other shape changes are the loader's to refuse.
+    `key`: where the run's position fields were set (the model section, or a mixture stage)."""
     from megatron_kanana.models import rope
 
     saved = layout.read_meta(directory).get("model")
     if saved is not None and rope.is_context_extension(saved, model):
-        rope.check_context_extension(saved, model, f"checkpoint.load {directory}")
+        rope.check_context_extension(saved, model, f"checkpoint.load {directory}", key=key)

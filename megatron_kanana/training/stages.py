@@ -117,17 +117,22 @@ def stage_shapes(mixture, path: str, data: DataConfig, model: ModelShape,
     return shapes
 
 
-def start_shape(data: DataConfig, model: ModelShape) -> ModelShape:
-    """The model shape a run starts with: that of its first selected mixture stage (the model
-    section's without a mixture). Reads the mixture file only, no dataset."""
+def start_shape(data: DataConfig, model: ModelShape) -> tuple[ModelShape, str]:
+    """The model shape a run starts with, and the key that gave its position fields: the first
+    selected mixture stage's shape (the model section's without a mixture, or when no stage up
+    to it changes them). Reads the mixture file only, no dataset."""
     if data.mixture is None:
-        return model
+        return model, "model"
     from megatron_kanana.data.mixture import load_mixture
 
     mixture = load_mixture(data.mixture)
     shapes = stage_shapes(mixture, data.mixture, data, model)
-    first = (data.stages or [s.name for s in mixture.stages])[0]
-    return shapes[first].model if first in shapes else model  # an unknown name: plan_stages says so
+    names = [s.name for s in mixture.stages]
+    first = (data.stages or names)[0]
+    if first not in shapes:  # an unknown name: plan_stages says so
+        return model, "model"
+    changed = [i for i in range(names.index(first) + 1) if mixture.stages[i].position_changes()]
+    return shapes[first].model, (f"{data.mixture}: stages[{changed[-1]}]" if changed else "model")
 
 
 def plan_stages(data: DataConfig, schedule: ScheduleConfig, model: ModelShape,

@@ -83,8 +83,9 @@ def test_a_stage_sets_its_own_length_and_rope_for_itself_and_later_stages(mixtur
     assert s2.model.replace(max_position_embeddings=64, rope_scaling=None) == TINY  # position fields only
     assert (s3.seq_length, s3.model) == (128, s2.model)  # held from s2 on
     # a run that starts at s2 builds the model with s2's RoPE (e.g. a separate stage-2 run)
-    assert start_shape(data(path, stages=["s2"]), TINY) == s2.model
-    assert start_shape(data(path), TINY) == TINY
+    assert start_shape(data(path, stages=["s2"]), TINY) == (s2.model, f"{path}: stages[1]")
+    assert start_shape(data(path, stages=["s3"]), TINY) == (s2.model, f"{path}: stages[1]")
+    assert start_shape(data(path), TINY) == (TINY, "model")
 
 
 @pytest.mark.parametrize("s2,names", [
