@@ -26,7 +26,10 @@ import math
 
 import torch
 from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
-from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import YarnRotaryEmbedding
+from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import (
+    YarnRotaryEmbedding,
+    _yarn_get_concentration_factor_from_config,
+)
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_kanana.models.shape import ModelShape
@@ -90,8 +93,9 @@ def scale_frequencies(model: torch.nn.Module, shape: ModelShape) -> None:
 
 def switch_rope(chunks: list, shape: ModelShape) -> None:
     """Give built model chunks `shape`'s RoPE in place: the TransformerConfig's yarn_* fields
-    (shared by GPTModel and its attention layers) and a new rotary module, made with the
-    arguments GPTModel.__init__ gives it (megatron-core 0.16-0.19). No parameter changes:
+    (shared by GPTModel and its attention layers), the YaRN cos/sin factor where attention
+    caches it, and a new rotary module, made with the arguments GPTModel.__init__ gives it
+    (megatron-core 0.16-0.19). No parameter changes:
     the rotary tables are computed, never learned, so weights, gradients and optimizer state
     carry over as they are (a context-extension stage hand-off)."""
     for chunk in chunks:
@@ -121,3 +125,7 @@ def switch_rope(chunks: list, shape: ModelShape) -> None:
         model.max_position_embeddings = model.max_sequence_length = shape.max_position_embeddings
         model.rotary_pos_emb_cache = {}
         scale_frequencies(model, shape)
+        factor = _yarn_get_concentration_factor_from_config(config)
+        for module in model.modules():  # 0.19's Attention reads the factor once, at construction
+            if hasattr(module, "_yarn_concentration_factor"):
+                module._yarn_concentration_factor = factor
