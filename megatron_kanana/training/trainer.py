@@ -9,8 +9,9 @@ The data position and the LR are pure functions of the global step, so a resumed
 run repeats nothing and skips nothing. A stage may run at its own sequence length and
 RoPE (training/stages.py): entering it switches the model's rotary embedding in place
 (weights and optimizer state carry over) and its datasets are built at its length; a
-checkpoint's `model` is the shape its last step trained under. What is trained — the forward step, its losses, the datasets, frozen
-companion models — is the objective's (training/objectives/); the loop never asks.
+checkpoint's `model` is the shape its last step trained under. What is trained — the
+forward step, its losses, the datasets, frozen companion models — is the objective's
+(training/objectives/); the loop never asks.
 """
 from __future__ import annotations
 

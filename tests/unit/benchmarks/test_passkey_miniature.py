@@ -1,5 +1,5 @@
 """The generated passkey task of benchmarks/passkey_miniature.py: prompts of an exact token length
-with the key at varying depths, answered by the key's digits, one token per word."""
+with the key at varying depths, answered by the key, one token per word."""
 import importlib.util
 import random
 from pathlib import Path
@@ -29,8 +29,8 @@ def test_prompts_have_the_exact_length_and_the_key_at_varying_depths(passkey, tm
             prompt, key = passkey.passkey_example(rng, length)
             ids = tokenizer.encode(prompt)
             assert len(ids) == length and tokenizer.encode(key) == [tokenizer.encode(d)[0] for d in key.split()]
-            assert prompt.endswith("what is the pass key ? the pass key is")
-            needle = prompt.index(f"the pass key is {key} . remember it .")
+            assert prompt.endswith("what is the pass key ? the pass key :") and len(key.split()) == passkey.KEY_LENGTH
+            needle = prompt.index(f"the pass key : {key} . remember it . {key} is the pass key .")
             depths.add(len(prompt[:needle].split()))
             assert "[UNK]" not in tokenizer.decode(ids)
     assert len(depths) > 20  # the needle moves through the window
