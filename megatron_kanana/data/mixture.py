@@ -12,14 +12,14 @@ One YAML file describes every stage (examples/mixtures/kanana_3t.yaml, examples/
           - {path: ko_web,   category: korean_web,  tokens: 259.2B}
 
 A stage may also change the sequence length and the RoPE for itself and the stages after it
-(a context-extension stage, Kanana-1.5's 8K -> 32K; training/stages.py applies them):
+(a context-extension stage; training/stages.py applies them):
 
-      - name: long32k
-        tokens: 100B
-        seq_length: 32768                    # documents packed to 32K samples
-        max_position_embeddings: 32768       # model position fields, as in the model section
-        rope_scaling: null                   # or {rope_type: yarn, factor: 4.0, ...}; rotary_base too
-        sources: [...]
+      - name: long128k
+        tokens: 10B
+        seq_length: 131072                   # documents packed to 128K samples
+        max_position_embeddings: 131072      # model position fields, as in the model section
+        rope_scaling: {rope_type: yarn, factor: 4.4, original_max_position_embeddings: 32768}
+        sources: [...]                       # (rotary_base too; a field left out or null: unchanged)
 
 A source is a dataset prefix or a glob over prefixes, with a `weight` (relative) or a
 `tokens` budget (absolute, within the stage), and a category. Token budgets take their
