@@ -151,7 +151,7 @@ def pretrain(out: Path, args: argparse.Namespace, step: Phases):
     from megatron_kanana.training.stages import plan_stages
 
     cfg = load_config(out / "train.yaml")
-    plan = plan_stages(cfg.data, cfg.schedule)
+    plan = plan_stages(cfg.data, cfg.schedule, cfg.model)
     stop_at = plan.stages[0].steps // 2
     step(f"3a. pre-train stage 1 on {args.nproc} processes (TP=2); stop at step {stop_at} as if preempted")
     _train(out / "train.yaml", f"run.exit_after_steps={stop_at}", nproc=args.nproc)

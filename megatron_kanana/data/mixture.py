@@ -11,6 +11,16 @@ One YAML file describes every stage (examples/mixtures/kanana_3t.yaml, examples/
           - {path: en_web/*, category: english_web, weight: 67.8}
           - {path: ko_web,   category: korean_web,  tokens: 259.2B}
 
+A stage may also change the sequence length and the RoPE for itself and the stages after it
+(a context-extension stage; training/stages.py applies them):
+
+      - name: long128k
+        tokens: 10B
+        seq_length: 131072                   # documents packed to 128K samples
+        max_position_embeddings: 131072      # model position fields, as in the model section
+        rope_scaling: {rope_type: yarn, factor: 4.4, original_max_position_embeddings: 32768}
+        sources: [...]                       # (rotary_base too; a field left out or null: unchanged)
+
 A source is a dataset prefix or a glob over prefixes, with a `weight` (relative) or a
 `tokens` budget (absolute, within the stage), and a category. Token budgets take their
 share of the stage first; weights divide the rest. `stage_blends()` gives the trainer,
@@ -26,6 +36,7 @@ from dataclasses import field
 from pathlib import Path
 
 from megatron_kanana.config.section import ConfigError, Section
+from megatron_kanana.models.rope import POSITION_FIELDS, RopeScaling
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 
@@ -74,8 +85,23 @@ class StageSpec(Section):
     sources: list[SourceSpec] = field(metadata={"help": "the datasets this stage draws from"})
     tokens: int | float | str | None = field(default=None, metadata={
         "help": "the stage's token budget; may be left out when every source gives a token budget"})
+    seq_length: int | None = field(default=None, metadata={
+        "help": "tokens per sample from this stage on (None: the previous stage's, at first data.seq_length)"})
+    rotary_base: int | None = field(default=None, metadata={"help": "RoPE theta from this stage on"})
+    max_position_embeddings: int | None = field(default=None, metadata={
+        "help": "the model's window from this stage on"})
+    rope_scaling: RopeScaling | None = field(default=None, metadata={
+        "help": "RoPE scaling from this stage on (models/rope.py; None: unchanged)"})
 
     def validate(self) -> None:
+        for name in ("seq_length", "rotary_base", "max_position_embeddings"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)} (stage {self.name})")
+        original = self.rope_scaling and self.rope_scaling.original_max_position_embeddings
+        if original and self.max_position_embeddings and original > self.max_position_embeddings:
+            raise ConfigError(f"rope_scaling.original_max_position_embeddings ({original}) exceeds "
+                              f"max_position_embeddings ({self.max_position_embeddings}): the original window "
+                              f"must not be larger than the extended one (stage {self.name})")
         if not self.sources:
             raise ConfigError(f"sources: needs at least one source (stage {self.name})")
         budgets = [s.token_budget for s in self.sources if s.token_budget is not None]
@@ -100,6 +126,11 @@ class StageSpec(Section):
         if self.tokens is None:
             return sum(s.token_budget or 0 for s in self.sources)
         return parse_token_count(self.tokens, "tokens")
+
+    def position_changes(self) -> dict:
+        """The model position fields this stage sets, as model-section values."""
+        return {name: (value.to_dict() if isinstance(value, RopeScaling) else value)
+                for name in sorted(POSITION_FIELDS) if (value := getattr(self, name)) is not None}
 
     def shares(self) -> list[float]:
         """Each source's share of the stage's tokens, summing to 1."""

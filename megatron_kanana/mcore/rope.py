@@ -3,6 +3,7 @@
     kwargs = gpt_rope_kwargs(shape)          # GPTModel(..., **kwargs)
     set_yarn_fields(config, shape)           # on the TransformerConfig, before GPTModel
     scale_frequencies(model, shape)          # after GPTModel: llama3's banded frequencies
+    switch_rope(chunks, shape)               # a built model to another RoPE, in place (a stage hand-off)
 
 Each variant goes through megatron-core's own code, matched to transformers'
 `modeling_rope_utils` (the HF parity tests check logits to 1e-5):
@@ -24,6 +25,11 @@ from __future__ import annotations
 import math
 
 import torch
+from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import (
+    YarnRotaryEmbedding,
+    _yarn_get_concentration_factor_from_config,
+)
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_kanana.models.shape import ModelShape
@@ -39,7 +45,16 @@ def gpt_rope_kwargs(shape: ModelShape) -> dict:
     return kwargs
 
 
+_YARN_FIELDS = ("yarn_rotary_scaling_factor", "yarn_original_max_position_embeddings", "yarn_beta_fast",
+                "yarn_beta_slow", "yarn_mscale", "yarn_mscale_all_dim", "yarn_correction_range_round_to_int")
+
+
 def set_yarn_fields(config: TransformerConfig, shape: ModelShape) -> None:
+    """The yarn_* attributes of `shape`'s YaRN; none for another RoPE (attention multiplies cos/sin
+    by the YaRN factor whenever `yarn_rotary_scaling_factor` exists, so they must go with YaRN)."""
+    for name in _YARN_FIELDS:
+        if hasattr(config, name):
+            delattr(config, name)
     scaling = shape.rope_scaling
     if scaling is None or scaling.rope_type != "yarn":
         return
@@ -74,3 +89,43 @@ def scale_frequencies(model: torch.nn.Module, shape: ModelShape) -> None:
         high_freq_factor=scaling.high_freq_factor,
         original_max_position_embeddings=scaling.original_max_position_embeddings)
     rope.forward.cache_clear()  # nothing should be cached yet; never serve plain-RoPE tables
+
+
+def switch_rope(chunks: list, shape: ModelShape) -> None:
+    """Give built model chunks `shape`'s RoPE in place: the TransformerConfig's yarn_* fields
+    (shared by GPTModel and its attention layers), the YaRN cos/sin factor where attention
+    caches it, and a new rotary module, made with the arguments GPTModel.__init__ gives it
+    (megatron-core 0.16-0.19). No parameter changes:
+    the rotary tables are computed, never learned, so weights, gradients and optimizer state
+    carry over as they are (a context-extension stage hand-off)."""
+    for chunk in chunks:
+        model = getattr(chunk, "module", chunk)  # under megatron's DDP wrapper
+        config, old = model.config, getattr(model, "rotary_pos_emb", None)
+        if old is None:
+            raise ValueError("switch_rope: the model has no rotary embedding")
+        set_yarn_fields(config, shape)
+        kwargs = gpt_rope_kwargs(shape)
+        common = dict(kv_channels=config.kv_channels, rotary_percent=model.rotary_percent,
+                      rotary_interleaved=config.rotary_interleaved,
+                      seq_len_interpolation_factor=kwargs.get("seq_len_interpolation_factor"),
+                      rotary_base=shape.rotary_base, use_cpu_initialization=config.use_cpu_initialization)
+        if kwargs["position_embedding_type"] == "yarn":
+            rope = YarnRotaryEmbedding(
+                scaling_factor=config.yarn_rotary_scaling_factor,
+                original_max_position_embeddings=config.yarn_original_max_position_embeddings,
+                beta_fast=config.yarn_beta_fast, beta_slow=config.yarn_beta_slow, mscale=config.yarn_mscale,
+                mscale_all_dim=config.yarn_mscale_all_dim,
+                correction_range_round_to_int=config.yarn_correction_range_round_to_int, **common)
+        else:
+            rope = RotaryEmbedding(rope_scaling=False, cp_group=model.pg_collection.cp, **common)
+        old.forward.cache_clear()  # forward is an lru_cache keyed by the module: drop the old tables
+        model.rotary_pos_emb = rope
+        model.position_embedding_type = kwargs["position_embedding_type"]
+        model.rotary_base = shape.rotary_base
+        model.max_position_embeddings = model.max_sequence_length = shape.max_position_embeddings
+        model.rotary_pos_emb_cache = {}
+        scale_frequencies(model, shape)
+        factor = _yarn_get_concentration_factor_from_config(config)
+        for module in model.modules():  # 0.19's Attention reads the factor once, at construction
+            if hasattr(module, "_yarn_concentration_factor"):
+                module._yarn_concentration_factor = factor

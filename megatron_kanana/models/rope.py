@@ -150,7 +150,7 @@ def to_hf(scaling: Optional[RopeScaling], rope_theta: float) -> dict[str, Any]:
             "rope_parameters": {**items, "rope_theta": rope_theta}}
 
 
-# -- context extension: a fresh run from a shorter-context checkpoint --
+# -- context extension: a fresh run from a shorter-context checkpoint, or a mixture stage --
 POSITION_FIELDS = frozenset({"rotary_base", "max_position_embeddings", "rope_scaling"})
 
 
@@ -161,13 +161,15 @@ def is_context_extension(saved: Mapping[str, Any], model: Mapping[str, Any]) -> 
     return bool(diff) and diff <= POSITION_FIELDS
 
 
-def check_context_extension(saved: Mapping[str, Any], model: Mapping[str, Any], where: str) -> None:
-    """The scaled window must start where the checkpoint's ended, and never shrink it."""
+def check_context_extension(saved: Mapping[str, Any], model: Mapping[str, Any], where: str,
+                            key: str = "model") -> None:
+    """The scaled window must start where the checkpoint's (or the previous stage's) ended, and never
+    shrink it. `key`: where the new fields were set (the model section, or a mixture stage)."""
     scaling = model.get("rope_scaling") or {}
     original, trained = scaling.get("original_max_position_embeddings"), saved.get("max_position_embeddings")
     if original is not None and trained is not None and original != trained:
-        raise ConfigError(f"model.rope_scaling.original_max_position_embeddings ({original}) is not the window "
+        raise ConfigError(f"{key}.rope_scaling.original_max_position_embeddings ({original}) is not the window "
                           f"of {where}, which says max_position_embeddings {trained}")
     if trained is not None and model.get("max_position_embeddings", trained) < trained:
-        raise ConfigError(f"model.max_position_embeddings ({model['max_position_embeddings']}) is shorter than "
+        raise ConfigError(f"{key}.max_position_embeddings ({model['max_position_embeddings']}) is shorter than "
                           f"the window of {where} ({trained}): a context change only extends")

@@ -109,7 +109,7 @@ def calibration_batches(cfg: TrainConfig, num_batches: int, stage: str | None, d
     from megatron_kanana.training.data import micro_batches
     from megatron_kanana.training.stages import plan_stages
 
-    plan = plan_stages(cfg.data, cfg.schedule)
+    plan = plan_stages(cfg.data, cfg.schedule, cfg.model)  # calibrates at data.seq_length, the base model
     names = [s.name for s in plan.stages]
     if stage is not None and stage not in names:
         raise ConfigError(f"--stage {stage!r} is not a stage of {cfg.data.mixture} (stages: {', '.join(names)})")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
@@ -107,9 +107,13 @@ class Checkpointer:
             return layout.resolve(Path(self.cfg.load)), False
         return None, False
 
-    def load(self, chunks, optimizer, directory: Path, own_run: bool, model: dict[str, Any]) -> dict[str, Any]:
+    def load(self, chunks, optimizer, directory: Path, own_run: bool,
+             expected_model: Callable[[dict, bool], dict[str, Any]]) -> dict[str, Any]:
+        """Load `directory` into the model (and optimizer); `expected_model(meta, own_run)` is the
+        model dict its kanana.json must hold (a stage's RoPE depends on the checkpoint's step)."""
         meta = layout.read_meta(directory)
         layout.check_model_kind(meta, directory, self.loadable_kinds, "this run")
+        model = expected_model(meta, own_run)
         saved = meta.get("model")
         if saved is not None and not own_run and rope.is_context_extension(saved, model):
             rope.check_context_extension(saved, model, str(directory))  # preflight checked it too

@@ -29,7 +29,8 @@ class DataConfig(Section):
     stages: Optional[list[str]] = field(default=None, metadata={"help": "Stages to run in order; None = all."})
     stage_schedule: Literal["continue", "restart"] = field(
         default="continue", metadata={"help": "LR schedule across stages: one schedule, or one per stage."})
-    seq_length: int = field(default=2048, metadata={"help": "Tokens per sample."})
+    seq_length: int = field(default=2048, metadata={
+        "help": "Tokens per sample (a mixture stage may set its own: data/mixture.py)."})
     micro_batch_size: int = field(default=1, metadata={"help": "Samples per micro-batch per DP rank."})
     global_batch_size: int = field(default=8, metadata={"help": "Samples per optimizer step over all DP ranks."})
     split: tuple[float, ...] = field(default=(98.0, 2.0, 0.0), metadata={"help": "train/valid/test document split."})
@@ -58,10 +59,12 @@ class DataConfig(Section):
                 f"({self.micro_batch_size}) × data-parallel size ({data_parallel_size})")
         return self.global_batch_size // per_rank
 
-    def steps_for(self, stage: str, tokens: int) -> int:
+    def steps_for(self, stage: str, tokens: int, seq_length: Optional[int] = None) -> int:
+        """Steps of a stage: its token budget over the tokens of a step at the stage's length
+        (`seq_length`; None = data.seq_length), unless data.stage_steps names it."""
         if self.stage_steps and stage in self.stage_steps:
             return int(self.stage_steps[stage])
-        return max(1, math.ceil(tokens / (self.global_batch_size * self.seq_length)))
+        return max(1, math.ceil(tokens / (self.global_batch_size * (seq_length or self.seq_length))))
 
 
 def micro_batches(dataset, step: int, cfg: DataConfig, dp_rank: int, dp_size: int) -> list[dict]:

@@ -103,6 +103,7 @@ class _Interval:
     has_z_loss: bool = False
     has_grad_norm: bool = False
     tokens: int = 0
+    flops: float = 0.0  # model FLOPs of those tokens (a stage's length changes the FLOPs per token)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -147,20 +148,23 @@ class MetricsLogger:
 
     def log_step(self, iteration: int, *, loss: float, lr: float, tokens: int, seconds: float,
                  consumed_tokens: int, z_loss: float | None = None, grad_norm: float | None = None,
-                 skipped: bool = False, extra: Mapping[str, float] | None = None) -> dict[str, Any] | None:
+                 skipped: bool = False, extra: Mapping[str, float] | None = None,
+                 flops_per_token: float | None = None) -> dict[str, Any] | None:
         """Record one finished iteration; returns the record when this one was logged.
 
         `tokens`: tokens of this iteration over all data-parallel ranks;
         `consumed_tokens`: the run's total after it (restored on resume);
         `skipped`: the NaN guard skipped this step (its loss is left out of the mean);
         `extra`: further losses (e.g. distillation's "kl loss"), averaged like the loss,
-        recorded with spaces as underscores ("kl_loss").
+        recorded with spaces as underscores ("kl_loss");
+        `flops_per_token`: this iteration's (None: the logger's), for a stage at another length.
         """
         if not self.active:
             return None
         iv = self._interval
         iv.iterations += 1
         iv.tokens += tokens
+        iv.flops += tokens * (flops_per_token or self.flops_per_token or 0.0)
         iv.seconds += seconds
         if skipped:
             iv.skipped += 1
@@ -196,8 +200,8 @@ class MetricsLogger:
         }
         for key, total in iv.extra.items():
             record[key.replace(" ", "_")] = iv.mean(total)
-        if self.on_gpu and self.flops_per_token and iv.seconds > 0:
-            tp = throughput(iv.tokens, iv.seconds, self.flops_per_token, self.num_gpus, self.cfg.peak_tflops_per_gpu)
+        if self.on_gpu and iv.flops and iv.seconds > 0:
+            tp = throughput(iv.tokens, iv.seconds, iv.flops / iv.tokens, self.num_gpus, self.cfg.peak_tflops_per_gpu)
             record["tflops_per_gpu"], record["mfu"] = tp.tflops_per_gpu, tp.mfu
         self._write(record, format_train_line(record), "train")
         return record

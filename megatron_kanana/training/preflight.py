@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from megatron_kanana.checkpointing import layout
+from megatron_kanana.training.stages import start_shape
 
 
 def check(cfg) -> None:
@@ -29,8 +30,9 @@ def check(cfg) -> None:
     for key, path in checkpoints_read(cfg) + objective.companion_checkpoints(cfg):
         check_checkpoint(key, path)
     for key, path in checkpoints_read(cfg):
-        if key == "checkpoint.load":
-            check_context_change(cfg.model.to_dict(), layout.resolve(Path(path)))
+        if key == "checkpoint.load":  # against the model of the stage the run starts in
+            shape, shape_key = start_shape(cfg.data, cfg.model)
+            check_context_change(shape.to_dict(), layout.resolve(Path(path)), shape_key)
 
 
 def check_evaluation_tasks(evaluation) -> None:
@@ -47,7 +49,7 @@ def check_pretraining_inputs(cfg) -> None:
     from megatron_kanana.data.tokenizer import load_tokenizer
     from megatron_kanana.training.stages import plan_stages
 
-    plan = plan_stages(cfg.data, cfg.schedule)
+    plan = plan_stages(cfg.data, cfg.schedule, cfg.model, cfg.parallel.context_parallel_size)
     prefixes = [p for stage in plan.stages for p, _ in stage.blend]
     prefixes += [p for stage in plan.stages for pairs in stage.categories.values() for p, _ in pairs]
     check_pretraining_data(prefixes, load_tokenizer(cfg.data.tokenizer), cfg.model.vocab_size)
@@ -72,11 +74,12 @@ def check_checkpoint(key: str, path: str) -> None:
     read_dcp_metadata(directory)
 
 
-def check_context_change(model: dict, directory: Path) -> None:
+def check_context_change(model: dict, directory: Path, key: str = "model") -> None:
     """A fresh run may start from a checkpoint with another RoPE / window (context extension);
-    the change must fit the checkpoint (models/rope.py). Other shape changes are the loader's to refuse."""
+    the change must fit the checkpoint (models/rope.py). Other shape changes are the loader's to refuse.
+    `key`: where the run's position fields were set (the model section, or a mixture stage)."""
     from megatron_kanana.models import rope
 
     saved = layout.read_meta(directory).get("model")
     if saved is not None and rope.is_context_extension(saved, model):
-        rope.check_context_extension(saved, model, f"checkpoint.load {directory}")
+        rope.check_context_extension(saved, model, f"checkpoint.load {directory}", key=key)

@@ -6,8 +6,12 @@ Per step: LR from the stage plan → this rank's micro-batches → megatron's
 schedule (forward/backward, gradient reduction) → NaN guard → optimizer step →
 metrics → maybe validate / benchmark (an `evaluation` section) / save / stop.
 The data position and the LR are pure functions of the global step, so a resumed
-run repeats nothing and skips nothing. What is trained — the forward step, its losses, the datasets, frozen
-companion models — is the objective's (training/objectives/); the loop never asks.
+run repeats nothing and skips nothing. A stage may run at its own sequence length and
+RoPE (training/stages.py): entering it switches the model's rotary embedding in place
+(weights and optimizer state carry over) and its datasets are built at its length; a
+checkpoint's `model` is the shape its last step trained under. What is trained — the
+forward step, its losses, the datasets, frozen companion models — is the objective's
+(training/objectives/); the loop never asks.
 """
 from __future__ import annotations
 
@@ -19,12 +23,13 @@ import torch
 
 from megatron_kanana.config.root import TrainConfig
 from megatron_kanana.log import get_logger
-from megatron_kanana.mcore import model as mcore_model, runtime, step as mcore_step
+from megatron_kanana.mcore import model as mcore_model, rope as mcore_rope, runtime, step as mcore_step
+from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.training.checkpointer import Checkpointer
 from megatron_kanana.training.metrics import MetricsLogger
 from megatron_kanana.training.nan_guard import NanGuard, TrainingDiverged
 from megatron_kanana.training.objectives import Objective, build_objective
-from megatron_kanana.training.stages import StagePlan
+from megatron_kanana.training.stages import Stage, StagePlan
 
 log = get_logger(__name__)
 
@@ -42,16 +47,23 @@ def build_trainer(cfg: TrainConfig, env=None) -> "Trainer":
     rt = runtime.initialize(cfg.parallel, cfg.model, seed=cfg.run.seed, env=env)
     cfg.data.accumulation_steps(rt.layout.data)  # the global batch must split over DP ranks
     Path(cfg.run.output_dir).mkdir(parents=True, exist_ok=True)
-    chunks = build_model(cfg, rt, objective)
+    chunks = build_model(cfg, rt, objective, plan.stages[plan.start_index])
     optimizer = build_optimizer(cfg, chunks)
     objective.attach(rt, chunks, tokenizer)
     return Trainer(cfg, rt, chunks, optimizer, objective, plan, tokenizer)
 
 
-def build_model(cfg: TrainConfig, rt, objective: Objective) -> list:
-    """This rank's model chunks, changed by the objective, wrapped in megatron's DDP."""
-    tconfig = mcore_model.transformer_config(cfg.model, cfg.parallel, rt.device, bf16=cfg.optim.bf16)
-    chunks = mcore_model.build_model(cfg.model, tconfig, max_sequence_length=cfg.data.seq_length,
+def stage_shape(cfg: TrainConfig, stage: Stage) -> tuple[int, ModelShape]:
+    """(sequence length, model shape) a stage trains at; a stage that sets neither runs at the config's."""
+    return stage.seq_length or cfg.data.seq_length, stage.model or cfg.model
+
+
+def build_model(cfg: TrainConfig, rt, objective: Objective, stage: Stage) -> list:
+    """This rank's model chunks (with the RoPE of the stage the run starts in), changed by the
+    objective, wrapped in megatron's DDP."""
+    seq_length, shape = stage_shape(cfg, stage)
+    tconfig = mcore_model.transformer_config(shape, cfg.parallel, rt.device, bf16=cfg.optim.bf16)
+    chunks = mcore_model.build_model(shape, tconfig, max_sequence_length=seq_length,
                                      kernels=objective.model_kernels())
     objective.prepare_model(chunks)
     optim = cfg.optim
@@ -95,9 +107,10 @@ class Trainer:
         self._nan_fault_steps = set(cfg.run.inject_nan_at_steps)
         self.step = plan.first_step(plan.start_index)  # global step: steps finished so far
         self.consumed_tokens = 0
+        self.seq_length, self.shape = stage_shape(cfg, plan.stages[plan.start_index])  # what the model is built for
         self._resume()
         self.metrics = MetricsLogger(self.run_dir, cfg.logging, total_iterations=plan.end_step,
-                                     flops_per_token=cfg.model.flops_per_token(cfg.data.seq_length),
+                                     flops_per_token=self.shape.flops_per_token(self.seq_length),
                                      num_gpus=rt.world_size, start_iteration=self.step,
                                      run_config=cfg.to_dict(), rank=rt.rank, on_gpu=rt.device == "cuda")
         self._datasets: dict[int, tuple] = {}
@@ -110,18 +123,44 @@ class Trainer:
             log.info(f"fresh run: {self.plan.end_step - self.step} steps over stages "
                      f"{[self.plan.stages[i].name for i in self.plan.run_range]}")
             return
-        meta = self.checkpointer.load(self.chunks, self.optimizer, directory, own, self.cfg.model.to_dict())
+        meta = self.checkpointer.load(self.chunks, self.optimizer, directory, own, self._checkpoint_model)
         if own and not self.cfg.checkpoint.reset_progress:
             state = meta["train_state"]
             self.step, self.consumed_tokens = state["step"], state["consumed_tokens"]
             if "nan_guard" in state:
                 self.nan_guard.load_state_dict(state["nan_guard"])
             log.info(f"resumed at step {self.step} ({self.consumed_tokens:,} tokens consumed)")
+        if self.step < self.plan.end_step:
+            self._enter_stage(self.plan.locate(self.step)[0])  # resumed in a later stage: its RoPE
+
+    def _checkpoint_model(self, meta: dict, own: bool) -> dict:
+        """The model a checkpoint must describe: this run's own, the shape its last step trained
+        under; one this run starts from (checkpoint.load), the first stage's (a RoPE change from it
+        is a context extension, checked by the checkpointer)."""
+        step = meta.get("train_state", {}).get("step", 0) if own else 0
+        return self._trained_shape(step).to_dict()
+
+    def _trained_shape(self, step: int) -> ModelShape:
+        """The shape of the stage that global step `step - 1` trained in; before any step of this
+        run, the shape of the stage it starts in."""
+        plan = self.plan
+        index = plan.start_index if step <= plan.first_step(plan.start_index) else \
+            min(plan.locate(step - 1)[0], len(plan.stages) - 1)
+        return stage_shape(self.cfg, plan.stages[index])[1]
+
+    def _enter_stage(self, index: int) -> None:
+        """Switch the model to the stage's RoPE and window when they differ from the current ones."""
+        seq_length, shape = stage_shape(self.cfg, self.plan.stages[index])
+        if shape != self.shape:
+            mcore_rope.switch_rope(self.chunks, shape)
+            log.info(f"stage {self.plan.stages[index].name}: RoPE and window "
+                     f"{_position(self.shape)} -> {_position(shape)}, seq_length {self.seq_length} -> {seq_length}")
+        self.seq_length, self.shape = seq_length, shape
 
     def _meta(self) -> dict:
         return {"train_state": {"step": self.step, "consumed_tokens": self.consumed_tokens,
                                 "nan_guard": self.nan_guard.state_dict()},
-                "config": self.cfg.to_dict(), "model": self.cfg.model.to_dict(),
+                "config": self.cfg.to_dict(), "model": self._trained_shape(self.step).to_dict(),
                 "model_kind": self.objective.model_kind,
                 "tokenizer": str(self.cfg.data.tokenizer), "tokenizer_fingerprint": self.tokenizer.fingerprint}
 
@@ -143,6 +182,7 @@ class Trainer:
         steps_this_run = 0
         while self.step < self.plan.end_step:
             stage_index, stage_step = self.plan.locate(self.step)
+            self._enter_stage(stage_index)
             try:
                 self._train_one_step(stage_index, stage_step)
             except TrainingDiverged as e:
@@ -168,16 +208,17 @@ class Trainer:
         start = time.perf_counter()
         objective = self.objective
         result = mcore_step.train_step(objective.schedule_chunks, self.optimizer, objective.forward_step, batches,
-                                       data.micro_batch_size, data.seq_length, loss_key=objective.loss_key,
+                                       data.micro_batch_size, self.seq_length, loss_key=objective.loss_key,
                                        extra_keys=objective.extra_keys, should_step=self._loss_is_good)
         if self.rt.device == "cuda":
             torch.cuda.synchronize()  # the step's kernels are queued; time them in this step
         seconds = time.perf_counter() - start
         skipped = not result.update_successful
-        tokens = data.global_batch_size * data.seq_length
+        tokens = data.global_batch_size * self.seq_length
         self.step += 1
         self.consumed_tokens += tokens
         self.metrics.log_step(self.step, loss=result.loss, lr=lr, tokens=tokens, seconds=seconds,
+                              flops_per_token=self.shape.flops_per_token(self.seq_length),
                               consumed_tokens=self.consumed_tokens, z_loss=result.extra.get("z loss"),
                               grad_norm=result.grad_norm, skipped=skipped,
                               extra={**{k: v for k, v in result.extra.items() if k != "z loss"}, **extra})
@@ -227,7 +268,7 @@ class Trainer:
                 continue
             with torch.no_grad():
                 dicts = mcore_step.run_schedule(self.objective.schedule_chunks, self.objective.forward_step, batches,
-                                                data.micro_batch_size, data.seq_length, forward_only=True)
+                                                data.micro_batch_size, self.seq_length, forward_only=True)
             for name, key in self.objective.valid_keys.items():
                 label = category if name == "lm loss" else name  # post-training holds one held-out set
                 losses[label] = mcore_step.average_losses(dicts, key)
@@ -248,3 +289,8 @@ class Trainer:
         self.checkpointer.finalize()
         self.metrics.close()
         runtime.shutdown()
+
+
+def _position(shape: ModelShape) -> str:
+    scaling = shape.rope_scaling.hf_items() if shape.rope_scaling else None
+    return f"(theta {shape.rotary_base}, window {shape.max_position_embeddings}, rope_scaling {scaling})"

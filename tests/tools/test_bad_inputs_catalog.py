@@ -312,3 +312,49 @@ def test_seq_length_context_parallelism_cannot_split_is_refused(inputs, tmp_path
     fails(capsys, "train", config, "parallel.context_parallel_size=4",
           names="data.seq_length (60) must be divisible by 2 × parallel.context_parallel_size (8)",
           kind="config error")
+
+
+# ---------------------------------------------------------------- a context-extension stage of a mixture
+
+YARN = {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 64}
+
+
+def long_stage_mixture(inputs, path, **stage2):
+    """The catalog's two-stage mixture with `stage2` fields on its second stage."""
+    mixture = yaml.safe_load((inputs / "mixture.yaml").read_text())
+    mixture["stages"][1].update(stage2)
+    path.write_text(yaml.safe_dump(mixture))
+    return path
+
+
+@pytest.mark.parametrize("stage2,overrides,names", [
+    ({"rope_scaling": {**YARN, "factor": 1.0}, "max_position_embeddings": 128}, [],
+     "stages[1].rope_scaling.factor: YaRN extends the context, so it must be > 1"),
+    ({"rope_scaling": {**YARN, "original_max_position_embeddings": 256}, "max_position_embeddings": 128}, [],
+     "stages[1].rope_scaling.original_max_position_embeddings (256) exceeds max_position_embeddings (128)"),
+    ({"seq_length": 60}, ["parallel.context_parallel_size=4"],
+     "stages[1].seq_length (60, stage stage2) must be divisible by 2 × parallel.context_parallel_size (8)"),
+    ({"seq_length": 128}, [], "stages[1].seq_length (128) exceeds the stage's max_position_embeddings (64"),
+])
+def test_bad_context_extension_stage_is_refused_naming_the_key(inputs, tmp_path, capsys, stage2, overrides, names):
+    mixture = long_stage_mixture(inputs, tmp_path / "long.yaml", **stage2)
+    config = write_config(inputs, tmp_path / "run", model={"max_position_embeddings": 64},
+                          data={"mixture": str(mixture)})
+    line = fails(capsys, "train", config, *overrides, names=names)
+    assert str(mixture) in line
+
+
+def test_stage_rope_change_contradicting_the_loaded_checkpoint_is_refused(inputs, tmp_path, capsys):
+    """A stage-2 run from a checkpoint trained at 64 tokens, whose stage 2 says YaRN's original
+    window is 128: the error names the stage's key, not the model section's."""
+    base = tmp_path / "base" / "iter_0000000"
+    model_checkpoint(base, inputs / "tokenizer.json")
+    meta = layout.read_meta(base)
+    meta["model"] = get_preset("tiny").replace(max_position_embeddings=64).to_dict()
+    layout.write_meta(base, meta)
+    mixture = long_stage_mixture(inputs, tmp_path / "long.yaml", max_position_embeddings=256,
+                                 rope_scaling={**YARN, "original_max_position_embeddings": 128})
+    config = write_config(inputs, tmp_path / "run", model={"max_position_embeddings": 128},
+                          data={"mixture": str(mixture), "stages": ["stage2"]}, checkpoint={"load": str(base)})
+    fails(capsys, "train", config, names=f"{mixture}: stages[1].rope_scaling.original_max_position_embeddings "
+                                         f"(128) is not the window of checkpoint.load")

@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 # curate.sh / preprocess.sh submit CPU data arrays, not training: tests/unit/test_data_scripts.py
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.sh")
-                 if p.name not in ("slurm_common.sh", "posttrain.sh", "curate.sh", "preprocess.sh"))
+                 if p.name not in ("slurm_common.sh", "posttrain.sh", "curate.sh", "preprocess.sh", "long_context.sh"))
 POSTTRAIN = EXAMPLES / "posttrain.sh"  # one script, STAGE=sft|reward|dpo|online_dpo picks the config
+LONG_CONTEXT = EXAMPLES / "long_context.sh"  # one run whose mixture stages change the length and RoPE
 CONFIGS = sorted((EXAMPLES / "pretrain").glob("*.yaml"))
 MIXTURES = sorted((EXAMPLES / "mixtures").glob("*.yaml")) + sorted((EXAMPLES / "demo").glob("mixture*.yaml"))
 
@@ -88,7 +89,7 @@ def test_posttrain_stage_configs_fit_one_node(stage: str, size: str, overrides: 
     cfg.data.accumulation_steps(layout.data)
 
 
-@pytest.mark.parametrize("script", SCRIPTS + [POSTTRAIN], ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS + [POSTTRAIN, LONG_CONTEXT], ids=lambda p: p.name)
 def test_script_saves_on_preemption_and_parses(script: Path):
     text = script.read_text()
     assert re.search(r"^#SBATCH\s+--signal=USR1@\d+", text, flags=re.M), "no USR1 warning before the end"
@@ -154,20 +155,53 @@ def test_mixture_parses(mixture: Path):
 
 
 def test_long_context_configs_resolve_and_fit_64_gpus():
-    """8K -> 32K (theta kept) and 32K -> 128K with Kanana-1.5's published YaRN setting."""
+    """8K -> 32K (theta kept) and 32K -> 128K with Kanana-1.5's published YaRN setting, each a run of
+    its own whose mixture stage sets the length and RoPE."""
     from megatron_kanana.models import rope
+    from megatron_kanana.training.stages import start_shape
 
     long32k = load_config(EXAMPLES / "long_context" / "kanana_nano_2.1b_32k.yaml")
     yarn = load_config(EXAMPLES / "long_context" / "kanana_nano_2.1b_128k_yarn.yaml")
-    for cfg in (long32k, yarn):
+    shapes = {}
+    for name, cfg in (("long32k", long32k), ("long128k", yarn)):
         cfg.check(tokenizer_vocab_size=128256)
         layout = check_layout(cfg.parallel, cfg.model, cfg.parallel.planned_num_gpus, "cuda")
         cfg.data.accumulation_steps(layout.data)
-        assert cfg.data.seq_length == cfg.model.max_position_embeddings
-    assert (long32k.model.rope_scaling, long32k.model.rotary_base) == (None, 500000)
-    assert rope.to_hf(yarn.model.rope_scaling, 500000.0)["rope_scaling"] == {
+        assert cfg.data.stages == [name]
+        stage = stage_shapes_of(cfg)[name]
+        assert stage.seq_length == stage.model.max_position_embeddings
+        assert start_shape(cfg.data, cfg.model)[0] == stage.model  # the model the run is built with
+        shapes[name] = stage.model
+    assert (shapes["long32k"].rope_scaling, shapes["long32k"].rotary_base) == (None, 500000)
+    assert rope.to_hf(shapes["long128k"].rope_scaling, 500000.0)["rope_scaling"] == {
         "rope_type": "yarn", "factor": 4.4, "original_max_position_embeddings": 32768,
         "beta_fast": 64.0, "beta_slow": 2.0}
     # each run starts where the previous one's window ended
-    rope.check_context_extension(long32k.model.to_dict(), yarn.model.to_dict(), "the 32K run")
-    assert rope.is_context_extension(long32k.model.to_dict(), yarn.model.to_dict())
+    rope.check_context_extension(shapes["long32k"].to_dict(), shapes["long128k"].to_dict(), "the 32K run")
+    assert rope.is_context_extension(shapes["long32k"].to_dict(), shapes["long128k"].to_dict())
+
+
+def stage_shapes_of(cfg):
+    from megatron_kanana.training.stages import stage_shapes
+
+    return stage_shapes(load_mixture(cfg.data.mixture), cfg.data.mixture, cfg.data, cfg.model,
+                        cfg.parallel.context_parallel_size)
+
+
+def test_long_context_script_runs_both_stages_in_one_run_with_cp_and_sp():
+    config = script_config(LONG_CONTEXT)
+    cfg = load_config(config)
+    cfg.check(tokenizer_vocab_size=128256)
+    assert cfg.parallel.context_parallel_size > 1 and cfg.parallel.sequence_parallel
+    layout = check_layout(cfg.parallel, cfg.model, world_size(LONG_CONTEXT), "cuda")
+    assert layout.data * cfg.parallel.tensor_model_parallel_size * cfg.parallel.context_parallel_size == 64
+    cfg.data.accumulation_steps(layout.data)
+    shapes = stage_shapes_of(cfg)  # every stage's length divides by 2 × CP and fits its window
+    assert cfg.data.stages == ["long32k", "long128k"]
+    assert [shapes[n].seq_length for n in cfg.data.stages] == [32768, 131072]
+    assert shapes["long128k"].model.rope_scaling.rope_type == "yarn"
+    mixture = load_mixture(cfg.data.mixture)
+    for name in cfg.data.stages:  # a restarted schedule is valid at each stage's real length
+        steps = cfg.data.steps_for(name, mixture.stage(name).token_budget, shapes[name].seq_length)
+        cfg.schedule.replace(train_steps=steps)
+    assert cfg.checkpoint.load and "checkpoint.load=$BASE_DIR/checkpoints" in LONG_CONTEXT.read_text()

@@ -24,7 +24,8 @@ class PretrainObjective(Objective):
     def stage_plan(self):
         from megatron_kanana.training.stages import plan_stages
 
-        return plan_stages(self.cfg.data, self.cfg.schedule)
+        cfg = self.cfg
+        return plan_stages(cfg.data, cfg.schedule, cfg.model, cfg.parallel.context_parallel_size)
 
     def _forward_step(self):
         from megatron_kanana.training.fused_lm_step import select_forward_step
@@ -32,19 +33,21 @@ class PretrainObjective(Objective):
         return select_forward_step(self.model_kernels(), self.cfg.optim.z_loss_coef)
 
     def datasets(self, stage_index: int, plan) -> tuple:
-        """megatron-core's blended GPT datasets of the stage, and one validation set per category."""
+        """megatron-core's blended GPT datasets of the stage, and one validation set per category,
+        at the stage's length (documents packed into samples of that many tokens)."""
         from megatron_kanana.mcore.datasets import build_gpt_datasets
 
         stage, data, seed = plan.stages[stage_index], self.cfg.data, self.cfg.run.seed
+        seq_length = stage.seq_length or data.seq_length
         cache = Path(self.cfg.run.output_dir) / "data_cache"
         tokenizer = self.tokenizer  # megatron's GPT datasets read eod/pad from it
-        train, _ = build_gpt_datasets(stage.blend, seq_length=data.seq_length, seed=seed, tokenizer=tokenizer,
+        train, _ = build_gpt_datasets(stage.blend, seq_length=seq_length, seed=seed, tokenizer=tokenizer,
                                       num_train_samples=stage.steps * data.global_batch_size,
                                       num_valid_samples=0, split=data.split, cache_dir=cache)
         valid = {}
         if data.eval_samples and data.split[1] > 0:
             for category, blend in sorted(stage.categories.items()):
                 _, valid[category] = build_gpt_datasets(
-                    blend, seq_length=data.seq_length, seed=seed, tokenizer=tokenizer, num_train_samples=1,
+                    blend, seq_length=seq_length, seed=seed, tokenizer=tokenizer, num_train_samples=1,
                     num_valid_samples=data.eval_samples, split=data.split, cache_dir=cache)
         return train, valid

@@ -74,7 +74,7 @@ def test_trainer_config_runs_exactly_the_requested_steps(tmp_path):
                                      total_steps=7, seed=1)
     cfg = load_config(config)
     cfg.check(load_tokenizer(cfg.data.tokenizer).vocab_size)
-    assert plan_stages(cfg.data, cfg.schedule).end_step == 7
+    assert plan_stages(cfg.data, cfg.schedule, cfg.model).end_step == 7
     assert cfg.logging.log_interval == 1 and cfg.checkpoint.save_interval == 0
     # a longer sequence than the preset was built for raises the position limit with it
     long = tt.write_trainer_inputs(tmp_path / "long", get_preset("tiny"), "tiny", seq=512, micro_batch=1,
