@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     b = row.step
     print(f"step {b.total:.2f} s = compute {b.compute:.2f} + bubble {b.bubble:.2f} + TP {b.tp_comm:.2f} + "
           f"PP {b.pp_comm:.2f} + DP grads {b.dp_grad_comm:.2f} + DP params {b.dp_param_comm:.2f} (exposed) + "
-          f"optimizer {b.optimizer:.2f}")
+          f"optimizer {b.optimizer:.2f}" + (f" + CP {b.cp_comm:.2f} (exposed)" if row.layout.cp > 1 else ""))
     print()
     print(table([("config", row)] + [(f"alt {i + 1}", r) for i, r in enumerate(best)]))
     return 0

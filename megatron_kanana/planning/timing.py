@@ -25,6 +25,16 @@ def tp_bytes_per_layer(s: int, b: int, h: int, tp: int, recompute_full: bool) ->
     return per * (2 + 2 + (2 if recompute_full else 0))
 
 
+def cp_bytes_per_layer(s: int, b: int, kv_dim: int, cp: int) -> float:
+    """Per layer and micro-batch: ring attention passes each rank's K and V chunk
+    ([s/cp, b, kv_dim] bf16 each) to the next rank cp-1 times forward, and K, V and their
+    gradients backward (twice the forward's volume)."""
+    if cp <= 1:
+        return 0.0
+    chunk = 2 * 2 * (s // cp) * b * kv_dim
+    return 3 * (cp - 1) * chunk
+
+
 def pipeline_bubble(pp: int, vpp: int, micro_batches: int, t_micro: float) -> float:
     """1F1B's idle time: (p-1) micro-batch slots, divided by the chunks per stage (interleaving)."""
     if pp <= 1:
@@ -45,6 +55,7 @@ class StepTime:
     dp_grad_comm: float
     dp_param_comm: float
     optimizer: float
+    cp_comm: float = 0.0  # context parallelism's K/V ring, where the attention blocks do not hide it
 
     @property
     def total(self) -> float:

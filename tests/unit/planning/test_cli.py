@@ -42,3 +42,19 @@ def test_plan_json_has_byte_counts_and_ranked_alternatives(capsys):
     assert terms["gradients"] == 2 * terms["weights"]  # fp32 main_grad beside bf16 weights
     speeds = [r["tokens_per_s_per_gpu"] for r in plan["alternatives"]]
     assert speeds == sorted(speeds, reverse=True) and all(r["fits"] for r in plan["alternatives"])
+
+
+def test_plan_of_a_context_parallel_long_context_run(capsys):
+    """examples/long_context: 64 GPUs at TP2 × CP8 leave DP 4, and the plan is taken at the
+    mixture's longest stage (128K), each CP rank holding 16K tokens of it."""
+    config = "examples/long_context/kanana_nano_2.1b_long_context.yaml"
+    assert main(["plan", config, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["config"]
+    assert row["cp"] == 8 and row["dp"] == 4 and "CP8" in row["layout"]
+    assert main(["plan", config, "--json", "parallel.context_parallel_size=4"]) == 0
+    half = json.loads(capsys.readouterr().out)["config"]
+    assert half["dp"] == 8
+    # activations are linear in the tokens a rank holds (flash attention): CP 4 holds twice CP 8's
+    assert half["memory_bytes"]["activations"] == pytest.approx(2 * row["memory_bytes"]["activations"], rel=1e-9)
+    # the distributed optimizer shards over DP × CP, 32 ranks in both
+    assert half["memory_bytes"]["optimizer"] == row["memory_bytes"]["optimizer"]
