@@ -1,0 +1,113 @@
+"""Run the recipe's sub-runs in order, each an ordinary `kanana` command in its own process.
+
+A finished sub-run is detected and skipped (a training run's exit_status.json says "done"; a
+surgery output has `latest`; a scores file exists, written atomically); an interrupted training
+run is started again with the same config and resumes from its own checkpoint, as `kanana train`
+always does. Each sub-run's output goes to logs/NAME.log (appended, so a resume keeps the history)
+and one progress line is printed per sub-run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+import megatron_kanana
+from megatron_kanana.recipe.arms import SubRun
+
+FORMAT = 1  # bump when the same settings would no longer reproduce an earlier folder's sub-runs
+MARKER = "recipe.json"
+
+
+class RecipeError(ValueError):
+    """A bad request or a failed sub-run; the CLI prints it as one line."""
+
+
+def claim_output(root: Path, settings: dict) -> None:
+    """Refuse a folder written by another configuration; the same configuration resumes."""
+    marker = root / MARKER
+    settings = {"format": FORMAT, **settings}
+    if marker.exists():
+        saved = json.loads(marker.read_text())
+        if saved != settings:
+            diff = ", ".join(f"{k} {saved.get(k)!r} there vs {v!r} now" for k, v in settings.items()
+                             if saved.get(k) != v)
+            raise RecipeError(f"{root} holds a recipe run of another configuration ({diff}); "
+                              "choose another --output or repeat its settings to resume it")
+        return
+    if root.exists() and any(root.iterdir()):
+        raise RecipeError(f"{root} is not empty and holds no {MARKER}: not a recipe folder; choose another --output")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(MARKER + ".partial")
+    tmp.write_text(json.dumps(settings, indent=2) + "\n")
+    tmp.replace(marker)
+
+
+def child_env() -> dict:
+    """This source tree first on the path; one thread per sub-run (bit-identical reruns, a shared
+    machine); megatron's warnings off the logs."""
+    package_root = Path(megatron_kanana.__file__).resolve().parents[1]
+    paths = [str(package_root), str(package_root / "kernels"), os.environ.get("PYTHONPATH", "")]
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), OMP_NUM_THREADS="1",
+                PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1", KANANA_DEVICE="cpu")
+
+
+def is_finished(sub: SubRun) -> bool:
+    if sub.kind == "train":
+        status = sub.output / "exit_status.json"
+        return status.exists() and json.loads(status.read_text()).get("reason") == "done"
+    if sub.kind == "prune-score":
+        return sub.output.exists()
+    return (sub.output / "latest").exists()
+
+
+def _resume_step(sub: SubRun) -> int | None:
+    latest = sub.output / "checkpoints" / "latest"
+    if sub.kind != "train" or not latest.exists():
+        return None
+    text = latest.read_text().strip()
+    digits = "".join(ch for ch in text.split("_")[-1] if ch.isdigit())
+    return int(digits) if digits else None
+
+
+def _argv(sub: SubRun, configs: Path) -> list[str]:
+    if sub.config is None:
+        return list(sub.argv)
+    configs.mkdir(parents=True, exist_ok=True)
+    path = configs / f"{sub.name}.yaml"
+    path.write_text(yaml.safe_dump(sub.config, sort_keys=False))
+    return [str(path) if a == "{config}" else a for a in sub.argv]
+
+
+def run_all(subruns: list[SubRun], configs: Path, logs: Path, say=print) -> dict[str, dict]:
+    """Run what is not finished; returns per sub-run {status, seconds}."""
+    logs.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict] = {}
+    width = max(len(s.name) for s in subruns) if subruns else 0
+    for i, sub in enumerate(subruns, 1):
+        head = f"[{i:>2}/{len(subruns)}] {sub.kind:<13} {sub.name:<{width}}"
+        if is_finished(sub):
+            done[sub.name] = {"status": "finished earlier", "seconds": 0.0}
+            say(f"{head}  finished earlier: skipped")
+            continue
+        step = _resume_step(sub)
+        start = time.perf_counter()
+        cmd = [sys.executable, "-m", "megatron_kanana.cli", *_argv(sub, configs)]
+        log = logs / f"{sub.name}.log"
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"$ {' '.join(cmd)}\n")
+            f.flush()
+            code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env())
+        seconds = time.perf_counter() - start
+        if code != 0 or not is_finished(sub):
+            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
+            raise RecipeError(f"sub-run {sub.name} failed (exit {code}) after {seconds:.0f} s; see {log}: {tail[0]}")
+        status = f"resumed from step {step}" if step is not None else "ran"
+        done[sub.name] = {"status": status, "seconds": round(seconds, 1)}
+        say(f"{head}  {status}, {seconds:.0f} s")
+    return done
