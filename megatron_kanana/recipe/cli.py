@@ -33,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, required=True, help="recipe folder (the same settings resume it)")
     parser.add_argument("--quick", action="store_true", help="fewer steps per sub-run (the test's setting)")
     parser.add_argument("--seed", type=int, default=1234, help="seed of every sub-run (continued runs: seed + 1)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="sub-runs at a time, each on one thread (the figures do not depend on it)")
     parser.add_argument("--only", default=None, help="comma-separated claims; known: " + ", ".join(arms.CLAIMS))
 
 
@@ -68,6 +70,8 @@ def prepare_inputs(layout: arms.Layout, scale: arms.Scale) -> None:
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     claims = selected_claims(args.only)
+    if args.jobs < 1:
+        raise RecipeError(f"--jobs must be >= 1, got {args.jobs}")
     root = args.output.resolve()
     scale = arms.QUICK if args.quick else arms.FULL
     runner.claim_output(root, {"seed": args.seed, "quick": bool(args.quick)})
@@ -75,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     prepare_inputs(layout, scale)
     subruns = arms.plan(layout, scale, args.seed, claims)
     print(f"kanana recipe: {len(subruns)} sub-runs for {', '.join(claims)} in {root}", flush=True)
-    timings = runner.run_all(subruns, layout.configs, layout.logs, say=lambda line: print(line, flush=True))
+    timings = runner.run_all(subruns, layout.configs, layout.logs, say=lambda line: print(line, flush=True),
+                             jobs=args.jobs)
     by_name = {s.name: s for s in subruns}
     found = report.evaluate(claims, by_name, scale)
     result = {"seed": args.seed, "quick": bool(args.quick), "claims_selected": list(claims), "claims": found,

@@ -86,10 +86,9 @@ def evaluate(selected: tuple[str, ...], subruns: dict[str, SubRun], scale: arms.
     if "accounting" in selected:
         saving = miniature_dus_saving(subruns) if "dus_continued" in subruns else None
         out["accounting"] = claims.accounting_claim(accounting.paper_accounting(), flops, saving)
-    if "teacher" not in out and "stage2_quality" in mean:
-        for c in ("prune", "ablations", "tying"):
-            if c in out:
-                out[c]["measured"]["teacher_heldout_mean_loss"] = mean["stage2_quality"]
+    for name in ("prune", "ablations", "tying"):
+        if name in out:  # the pruned model, for scale
+            out[name]["measured"]["teacher_heldout_mean_loss"] = mean["stage2_quality"]
     return out
 
 
@@ -170,13 +169,11 @@ def plots(layout: Layout, report: dict, subruns: dict[str, SubRun]) -> list[str]
                ylabel="mean held-out loss")
         ax.legend()
         save(fig, "dus_loss_vs_flops.png")
-    bars = {}
-    for c in ("prune", "ablations", "tying"):
-        if c in found:
-            bars.update(found[c]["measured"]["heldout_mean_loss"])
-    if bars:
+    students = [n for n in subruns if n.startswith("distill_") or n == "student_scratch"]
+    if students:
+        bars = {n: claims.mean_loss(final_validation(subruns[n].output)) for n in ["stage2_quality", *students]}
         fig, ax = plt.subplots(figsize=(8, 4))
-        ax.barh(list(bars), list(bars.values()))
+        ax.barh([n.replace("stage2_quality", "teacher (stage 2)") for n in bars], list(bars.values()))
         ax.set_xlim(min(bars.values()) * 0.95, None)
         ax.set(title="Pruned students: held-out loss after distillation (or from scratch)", xlabel="mean held-out loss")
         save(fig, "pruning.png")

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import yaml
@@ -84,30 +85,61 @@ def _argv(sub: SubRun, configs: Path) -> list[str]:
     return [str(path) if a == "{config}" else a for a in sub.argv]
 
 
-def run_all(subruns: list[SubRun], configs: Path, logs: Path, say=print) -> dict[str, dict]:
-    """Run what is not finished; returns per sub-run {status, seconds}."""
+def _run_one(sub: SubRun, configs: Path, logs: Path) -> dict:
+    step = _resume_step(sub)
+    start = time.perf_counter()
+    cmd = [sys.executable, "-m", "megatron_kanana.cli", *_argv(sub, configs)]
+    log = logs / f"{sub.name}.log"
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"$ {' '.join(cmd)}\n")
+        f.flush()
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env())
+    seconds = time.perf_counter() - start
+    if code != 0 or not is_finished(sub):
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
+        raise RecipeError(f"sub-run {sub.name} failed (exit {code}) after {seconds:.0f} s; see {log}: {tail[0]}")
+    return {"status": f"resumed from step {step}" if step is not None else "ran", "seconds": round(seconds, 1)}
+
+
+def run_all(subruns: list[SubRun], configs: Path, logs: Path, say=print, jobs: int = 1) -> dict[str, dict]:
+    """Run what is not finished, up to `jobs` sub-runs at a time (each one thread, so the
+    numbers do not depend on `jobs`), each once its inputs are done; returns per sub-run
+    {status, seconds}. A failure stops new starts and is raised once the running ones end."""
     logs.mkdir(parents=True, exist_ok=True)
     done: dict[str, dict] = {}
-    width = max(len(s.name) for s in subruns) if subruns else 0
-    for i, sub in enumerate(subruns, 1):
-        head = f"[{i:>2}/{len(subruns)}] {sub.kind:<13} {sub.name:<{width}}"
+    width = max((len(s.name) for s in subruns), default=0)
+
+    def report(sub: SubRun, result: dict) -> None:
+        done[sub.name] = {"status": result["status"], "seconds": result["seconds"]}
+        finished = "finished earlier: skipped" if result["status"] == "finished earlier" else \
+            f"{result['status']}, {result['seconds']:.0f} s"
+        say(f"[{len(done):>2}/{len(subruns)}] {sub.kind:<13} {sub.name:<{width}}  {finished}")
+
+    pending = []
+    for sub in subruns:
         if is_finished(sub):
-            done[sub.name] = {"status": "finished earlier", "seconds": 0.0}
-            say(f"{head}  finished earlier: skipped")
-            continue
-        step = _resume_step(sub)
-        start = time.perf_counter()
-        cmd = [sys.executable, "-m", "megatron_kanana.cli", *_argv(sub, configs)]
-        log = logs / f"{sub.name}.log"
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(f"$ {' '.join(cmd)}\n")
-            f.flush()
-            code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env())
-        seconds = time.perf_counter() - start
-        if code != 0 or not is_finished(sub):
-            tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]
-            raise RecipeError(f"sub-run {sub.name} failed (exit {code}) after {seconds:.0f} s; see {log}: {tail[0]}")
-        status = f"resumed from step {step}" if step is not None else "ran"
-        done[sub.name] = {"status": status, "seconds": round(seconds, 1)}
-        say(f"{head}  {status}, {seconds:.0f} s")
+            report(sub, {"status": "finished earlier", "seconds": 0.0})
+        else:
+            pending.append(sub)
+    failure = None
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        running: dict = {}
+        while (pending and failure is None) or running:
+            for sub in [s for s in pending if all(n in done for n in s.needs)][:max(0, jobs - len(running))]:
+                if failure is None:
+                    pending.remove(sub)
+                    running[pool.submit(_run_one, sub, configs, logs)] = sub
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                sub = running.pop(future)
+                try:
+                    report(sub, future.result())
+                except RecipeError as e:
+                    failure = failure or e
+    if failure is not None:
+        raise failure
+    if pending:  # unreachable unless a sub-run names an input outside the plan
+        raise RecipeError(f"sub-runs {', '.join(s.name for s in pending)} wait for inputs the plan lacks")
     return done
