@@ -33,6 +33,25 @@ def consumed_tokens(run_dir: Path) -> int:
     return int(train[-1]["consumed_tokens"])
 
 
+def kept_units(pruned: Path) -> dict:
+    """The source indices `kanana prune` kept (its kanana.json), per kind of unit."""
+    from megatron_kanana.checkpointing import layout
+
+    return layout.read_meta(layout.resolve(pruned))["pruning"]["kept"]
+
+
+def units_not_in(kept: dict, reference: dict) -> dict[str, int]:
+    """How many kept units (per layer where either keeps per-layer sets) the reference did not keep."""
+    def per_layer(x, n):
+        return x if x and isinstance(x[0], list) else [x] * n
+    out = {}
+    for key in ("hidden", "ffn", "heads"):
+        a, b = kept[key], reference[key]
+        n = max(len(a) if a and isinstance(a[0], list) else 1, len(b) if b and isinstance(b[0], list) else 1)
+        out[key] = sum(len(set(x) - set(y)) for x, y in zip(per_layer(a, n), per_layer(b, n)))
+    return out
+
+
 # arm -> the sub-runs whose compute it spent, in order
 def arm_runs(variants: list[str]) -> dict[str, list[str]]:
     out = {"staged/quality": ["stage1", "stage2_quality"], "staged/continue": ["stage1", "stage2_continue"],
@@ -81,6 +100,10 @@ def evaluate(selected: tuple[str, ...], subruns: dict[str, SubRun], scale: arms.
         out["prune"] = claims.prune(mean["distill_kanana"], mean["student_scratch"])
     if "ablations" in selected:
         out["ablations"] = claims.ablations(mean["distill_kanana"], {a: mean[f"distill_{a}"] for a in arms.ABLATIONS})
+        kanana = kept_units(subruns["pruned_kanana"].output)
+        # an ablation that keeps the same units as Kanana's rules prunes to the very same model
+        out["ablations"]["measured"]["kept_units_not_kept_by_kanana"] = {
+            a: units_not_in(kept_units(subruns[f"pruned_{a}"].output), kanana) for a in arms.ABLATIONS}
     if "tying" in selected:
         out["tying"] = claims.tying(mean["distill_tied"], mean["distill_kanana"])
     if "accounting" in selected:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import yaml
 
 import megatron_kanana
 from megatron_kanana.recipe.arms import SubRun
+from megatron_kanana.training.launcher import die_with_parent
 
 FORMAT = 1  # bump when the same settings would no longer reproduce an earlier folder's sub-runs
 MARKER = "recipe.json"
@@ -93,7 +95,10 @@ def _run_one(sub: SubRun, configs: Path, logs: Path) -> dict:
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ {' '.join(cmd)}\n")
         f.flush()
-        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env())
+        # a killed recipe takes its sub-runs with it: SIGTERM makes `kanana train` save and exit,
+        # so the rerun resumes from there instead of racing an orphan for the same folder
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=child_env(),
+                               preexec_fn=lambda: die_with_parent(signal.SIGTERM))
     seconds = time.perf_counter() - start
     if code != 0 or not is_finished(sub):
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or [""]

@@ -80,3 +80,12 @@ def test_a_folder_of_another_configuration_is_refused_and_the_same_one_resumes(t
     (tmp_path / "other" / "x").write_text("")
     with pytest.raises(runner.RecipeError, match="not a recipe folder"):
         runner.claim_output(tmp_path / "other", {"seed": 1, "quick": True})
+
+
+def test_units_an_ablation_keeps_that_kanana_does_not_per_layer_or_shared():
+    from megatron_kanana.recipe.report import units_not_in
+
+    kanana = {"hidden": [0, 1], "ffn": [0, 2], "heads": [0, 2]}
+    per_layer = {"hidden": [0, 1], "ffn": [[0, 2], [1, 3]], "heads": [0, 3]}
+    assert units_not_in(kanana, kanana) == {"hidden": 0, "ffn": 0, "heads": 0}
+    assert units_not_in(per_layer, kanana) == {"hidden": 0, "ffn": 2, "heads": 1}
