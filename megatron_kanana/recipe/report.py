@@ -109,9 +109,13 @@ def evaluate(selected: tuple[str, ...], subruns: dict[str, SubRun], scale: arms.
     if "accounting" in selected:
         saving = miniature_dus_saving(subruns) if "dus_continued" in subruns else None
         out["accounting"] = claims.accounting_claim(accounting.paper_accounting(), flops, saving)
+    students = {"prune": ["distill_kanana", "student_scratch"], "tying": ["distill_tied", "distill_kanana"],
+                "ablations": ["distill_kanana", *(f"distill_{a}" for a in arms.ABLATIONS)]}
     for name in ("prune", "ablations", "tying"):
-        if name in out:  # the pruned model, for scale
+        if name in out:  # the pruned model, for scale; the students early on, nearer their initialisation
             out[name]["measured"]["teacher_heldout_mean_loss"] = mean["stage2_quality"]
+            out[name]["measured"]["heldout_mean_loss_at_first_validation"] = {
+                n: dict(zip(("step", "loss"), curve(subruns[n].output)[0])) for n in students[name]}
     return out
 
 
