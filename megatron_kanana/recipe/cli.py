@@ -22,11 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from megatron_kanana.log import get_logger
 from megatron_kanana.recipe import arms, report, runner
 from megatron_kanana.recipe.runner import RecipeError
-
-log = get_logger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
                              jobs=args.jobs)
     by_name = {s.name: s for s in subruns}
     found = report.evaluate(claims, by_name, scale)
+    for c in found.values():
+        c["seed"] = args.seed  # the recipe's; continued runs use seed + 1 (arms.py)
     result = {"seed": args.seed, "quick": bool(args.quick), "claims_selected": list(claims), "claims": found,
               "scale": dataclasses.asdict(scale), "plots": [],
               "subruns": {n: {"kind": by_name[n].kind, **t} for n, t in timings.items()}}

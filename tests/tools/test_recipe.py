@@ -36,7 +36,7 @@ def test_quick_recipe_report_follows_from_its_runs_and_resumes(tmp_path):
     progress = [line for line in first.stdout.splitlines() if line.startswith("[")]
     assert len(progress) == len(report["subruns"]) == 7
     for name, c in report["claims"].items():
-        assert {"title", "paper", "measured", "checks", "verdict"} <= set(c), name
+        assert {"title", "paper", "measured", "checks", "verdict"} <= set(c) and c["seed"] == 3, name
         assert c["paper"] and c["checks"]
         for check in c["checks"]:
             assert check["holds"] == OPS[check["op"]](check["lhs"], check["rhs"]), check
