@@ -43,6 +43,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                        "Write toy arithmetic preference pairs (right vs wrong, hedged answer)"),
     "preprocess": ("megatron_kanana.data.preprocess", "Tokenize JSONL into a megatron-core indexed dataset"),
     "preprocess-merge": ("megatron_kanana.data.preprocess_merge", "Concatenate indexed datasets into one"),
+    "recipe": ("megatron_kanana.recipe.cli",
+               "The paper's claims in miniature on CPU: staged, DUS, pruning + ablations, tying, compute"),
     "sft-preprocess": ("megatron_kanana.posttrain.sft_preprocess",
                        "Render chat JSONL into an SFT dataset (tokens + loss mask), optionally packed"),
     "sft-synthetic": ("megatron_kanana.posttrain.synthetic", "Write toy bilingual arithmetic SFT conversations"),

@@ -11,7 +11,8 @@ that same model. Hidden channels are pruned everywhere (embeddings, every norm,
 every projection), FFN neurons in gate/up rows and fc2 columns, query heads in
 equal numbers per KV group (K and V kept); --drop-layers removes the layers of
 lowest block importance; --tie-embeddings averages the input and output
-embeddings into one. Every target is checked before anything is written; the
+embeddings into one; --no-gqa-alignment is Kanana's ablation (heads chosen
+across KV groups). Every target is checked before anything is written; the
 output (model-only, like `kanana convert`'s) records the new shape and the kept
 indices in kanana.json ("pruning"), and streams tensor by tensor.
 """
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-layers", type=int, default=0, help="remove this many least important layers")
     parser.add_argument("--tie-embeddings", action="store_true",
                         help="tie input and output embeddings by averaging them (Kanana 4.5B -> 2.1B)")
+    parser.add_argument("--no-gqa-alignment", dest="gqa_alignment", action="store_false",
+                        help="ablation: keep the top query heads over all KV groups instead of the same number "
+                             "in each (Kanana TR Table 15)")
     parser.add_argument("--to", dest="dst", choices=["hf", "mcore"], default=None,
                         help="output format (default: the input's)")
     convert.add_common_arguments(parser)
@@ -58,7 +62,7 @@ def plan_for(shape, scores_path: Path, args: argparse.Namespace) -> width.KeepPl
     scores, header = read_scores(scores_path)
     check_matches(scores, shape, scores_path)
     targets = width.Targets(hidden=args.hidden, ffn=args.ffn, heads=args.heads, drop_layers=args.drop_layers,
-                            tie_embeddings=args.tie_embeddings)
+                            tie_embeddings=args.tie_embeddings, gqa_alignment=args.gqa_alignment)
     return width.keep_plan(shape, scores, targets)
 
 
@@ -77,7 +81,7 @@ def _prune(args: argparse.Namespace) -> int:
           f"{new.num_layers}, tied {new.tie_embeddings}")
     extra = {"pruning": {"pruned_from": str(args.input), "scores": str(args.scores),
                          "source_model": old.to_dict(), "kept": plan.to_json(),
-                         "tied_by_averaging": plan.average_embeddings}}
+                         "tied_by_averaging": plan.average_embeddings, "gqa_alignment": args.gqa_alignment}}
     out = convert.write_output(opened, sources.PrunedSource(opened.source, plan), args.output, dst_fmt,
                                convert.DTYPES.get(args.dtype), args.max_shard_size, extra_meta=extra)
     print(f"wrote {out}")

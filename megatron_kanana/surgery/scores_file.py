@@ -35,7 +35,9 @@ def write_scores(path: Path, tensors: dict[str, torch.Tensor], header: dict[str,
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+    # copies: with per-layer rankings "heads" is the very tensor "heads.per_layer" is, and
+    # safetensors refuses names that share memory
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()}, str(tmp),
               metadata={"kanana": json.dumps({"format": FORMAT, **header}, sort_keys=True)})
     os.replace(tmp, path)
     return path

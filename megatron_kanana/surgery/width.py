@@ -9,7 +9,10 @@ heads (one set for every layer, or one per layer when the scores were kept
 per layer), and source layers. Query heads are removed in equal numbers from
 every KV group (Kanana's GQA alignment: the top heads of each group by score);
 KV heads are all kept and K/V weights lose only pruned hidden columns. Keeping
-every index reproduces every tensor exactly.
+every index reproduces every tensor exactly. `gqa_alignment=False` is Kanana's
+ablation (TR Table 15: 20.13 vs 36.41): the top heads over all groups, as a
+pruner blind to GQA picks them, laid out in order into equal groups, so a query
+head can land beside another group's K/V.
 
 Tensor layouts are megatron's at TP=1 (surgery/hf_mapping.py): linear_qkv is
 [groups × (q_per_group + 2) × head_dim, hidden], linear_fc1 is [gate; up].
@@ -36,6 +39,7 @@ class Targets:
     heads: Optional[int] = None
     drop_layers: int = 0
     tie_embeddings: bool = False
+    gqa_alignment: bool = True  # False: Kanana's ablation, heads chosen across groups
 
 
 def target_shape(shape: ModelShape, targets: Targets) -> ModelShape:
@@ -78,6 +82,11 @@ def heads_per_group(scores_H: torch.Tensor, groups: int, keep: int) -> Indices:
     return torch.cat(kept)
 
 
+def heads_across_groups(scores_H: torch.Tensor, groups: int, keep: int) -> Indices:
+    """The ablation: the `keep` top query heads over all groups, whatever group they sit in."""
+    return top_indices(scores_H, keep)
+
+
 def least_important_layers(layer_scores: torch.Tensor, drop: int) -> list[int]:
     """Block importance is 1 - cos(in, out): the layers that change the residual least go first."""
     if drop == 0:
@@ -109,6 +118,7 @@ class KeepPlan:
 def keep_plan(shape: ModelShape, scores: dict[str, torch.Tensor], targets: Targets) -> KeepPlan:
     new = target_shape(shape, targets)
     groups = shape.num_query_groups
+    choose_heads = heads_per_group if targets.gqa_alignment else heads_across_groups
 
     def per(key: str, choose):
         s = scores[key]
@@ -118,7 +128,7 @@ def keep_plan(shape: ModelShape, scores: dict[str, torch.Tensor], targets: Targe
     return KeepPlan(
         hidden=top_indices(scores["hidden"], new.hidden_size),
         ffn=per("ffn", lambda s: top_indices(s, new.ffn_hidden_size)),
-        heads=per("heads", lambda s: heads_per_group(s, groups, new.num_attention_heads)),
+        heads=per("heads", lambda s: choose_heads(s, groups, new.num_attention_heads)),
         layers=[i for i in range(shape.num_layers) if i not in dropped],
         shape=new, average_embeddings=targets.tie_embeddings and not shape.tie_embeddings)
 
@@ -126,14 +136,20 @@ def keep_plan(shape: ModelShape, scores: dict[str, torch.Tensor], targets: Targe
 # ---------------------------------------------------------------- tensors
 
 def head_rows(heads: Indices, shape: ModelShape) -> Indices:
-    """Rows of linear_qkv kept for these query heads (+ every K and V head)."""
+    """Rows of linear_qkv kept for these query heads (+ every K and V head).
+
+    Output group g holds the kept heads heads[g·k:(g+1)·k] (k per group) beside source
+    group g's K and V: with GQA-aligned heads those are group g's own heads; heads chosen
+    across groups (the ablation) move to whichever group their position gives them."""
     d, groups = shape.kv_channels, shape.num_query_groups
     per_group = shape.num_attention_heads // groups
     block = (per_group + 2) * d  # one group's rows: its query heads, then K, then V
+    kept_per_group = len(heads) // groups
     rows = []
     for g in range(groups):
-        local = [int(h) - g * per_group for h in heads if g * per_group <= int(h) < (g + 1) * per_group]
-        rows += [g * block + q * d + i for q in local for i in range(d)]
+        for h in heads[g * kept_per_group:(g + 1) * kept_per_group].tolist():
+            source_group, q = divmod(int(h), per_group)
+            rows += range(source_group * block + q * d, source_group * block + (q + 1) * d)
         rows += list(range(g * block + per_group * d, (g + 1) * block))  # K and V, untouched
     return torch.tensor(rows, dtype=torch.long)
 

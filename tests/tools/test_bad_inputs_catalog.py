@@ -358,3 +358,21 @@ def test_stage_rope_change_contradicting_the_loaded_checkpoint_is_refused(inputs
                           data={"mixture": str(mixture), "stages": ["stage2"]}, checkpoint={"load": str(base)})
     fails(capsys, "train", config, names=f"{mixture}: stages[1].rope_scaling.original_max_position_embeddings "
                                          f"(128) is not the window of checkpoint.load")
+
+
+# ---------------------------------------------------------------- kanana recipe
+
+def test_recipe_refuses_an_unknown_claim_listing_the_known_ones(tmp_path, capsys):
+    fails(capsys, "recipe", "--output", tmp_path / "r", "--only", "staged,tables",
+          names="known: staged, dus, prune, ablations, tying, accounting")
+    assert not (tmp_path / "r").exists()
+
+
+def test_recipe_refuses_a_folder_of_another_configuration_or_none(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "recipe.json").write_text(json.dumps({"format": 1, "seed": 1, "quick": True}))
+    fails(capsys, "recipe", "--output", tmp_path / "r", "--quick", "--seed", "2", names="seed 1 there vs 2 now")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    fails(capsys, "recipe", "--output", tmp_path / "notes", names="not a recipe folder")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"

@@ -60,6 +60,16 @@ def test_scores_file_roundtrip_and_mismatch(tmp_path):
         read_scores(tmp_path / "junk.safetensors")
 
 
+def test_per_layer_scores_are_written_though_two_names_hold_one_tensor(tmp_path):
+    # --layer-aggregation per-layer: "heads" and "heads.per_layer" are the same tensor
+    stats = {"samples": torch.tensor(2.0), "hidden": torch.rand(2, 8, dtype=torch.float64),
+             "heads": torch.rand(3, 4, dtype=torch.float64), "ffn": torch.rand(3, 6, dtype=torch.float64),
+             "block": torch.tensor([[1.0, 2.0]] * 3, dtype=torch.float64)}
+    scores = imp.scores_from_statistics(stats, imp.Aggregation(layers="per-layer"))
+    back, _ = read_scores(write_scores(tmp_path / "s.safetensors", scores, {}))
+    assert torch.equal(back["heads"], back["heads.per_layer"]) and back["ffn"].shape == (3, 6)
+
+
 @pytest.mark.parametrize("header, match", [("{not json", "kanana header is not JSON"),
                                            ("[1]", "is not a kanana-importance/1 scores file")])
 def test_a_scores_file_with_a_bad_header_is_a_clear_error(tmp_path, header, match):

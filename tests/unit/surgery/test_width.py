@@ -116,3 +116,21 @@ def test_top_indices_are_sorted_and_ties_deterministic():
     assert width.top_indices(torch.tensor([1.0, 3.0, 3.0, 0.5]), 2).tolist() == [1, 2]
     assert width.top_indices(torch.tensor([2.0, 2.0, 2.0]), 1).tolist() == [0]
     assert width.least_important_layers(torch.tensor([0.3, 0.1, 0.2]), 2) == [1, 2]
+
+
+def test_without_gqa_alignment_the_top_heads_overall_fill_the_groups_in_order():
+    # Kanana's ablation (TR Table 15): heads chosen across groups; group 0 has the three best heads
+    shape = NANO_LIKE
+    scores = scores_for(shape)
+    scores["heads"] = torch.arange(24, 0, -1, dtype=torch.float)  # heads 0, 1, 2, ... best first
+    plan = width.keep_plan(shape, scores, width.Targets(heads=8, gqa_alignment=False))
+    assert plan.heads.tolist() == list(range(8))  # not one per group
+    src = DictSource(shape)
+    qkv = src.layer_tensor(0, hm.QKV)
+    d, block = shape.kv_channels, (3 + 2) * shape.kv_channels
+    out = sources.PrunedSource(src, plan).layer_tensor(0, hm.QKV)
+    # output group 1 holds source head 1 (in group 0) beside source group 1's K and V
+    assert torch.equal(out[(1 + 2) * d:(1 + 2) * d + d], qkv[d:2 * d])
+    assert torch.equal(out[(1 + 2) * d + d:2 * (1 + 2) * d], qkv[block + 3 * d:2 * block])
+    aligned = width.keep_plan(shape, scores, width.Targets(heads=8))
+    assert aligned.heads.tolist() == [3 * g for g in range(8)]

@@ -1,0 +1,1 @@
+"""`kanana recipe`: the paper's claims reproduced in miniature by ordinary sub-runs (cli.py)."""
