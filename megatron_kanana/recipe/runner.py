@@ -53,11 +53,13 @@ def claim_output(root: Path, settings: dict) -> None:
 
 def child_env() -> dict:
     """This source tree first on the path; one thread per sub-run (bit-identical reruns, a shared
-    machine); megatron's warnings off the logs."""
+    machine); ATen's AVX2 kernels, so the figures do not depend on whether the host has AVX512
+    (the two round sums differently); megatron's warnings off the logs."""
     package_root = Path(megatron_kanana.__file__).resolve().parents[1]
     paths = [str(package_root), str(package_root / "kernels"), os.environ.get("PYTHONPATH", "")]
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p), OMP_NUM_THREADS="1",
-                PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1", KANANA_DEVICE="cpu")
+                PYTHONWARNINGS="ignore", PYTHONUNBUFFERED="1", KANANA_DEVICE="cpu",
+                ATEN_CPU_CAPABILITY=os.environ.get("ATEN_CPU_CAPABILITY", "avx2"))
 
 
 def is_finished(sub: SubRun) -> bool:
