@@ -111,17 +111,19 @@ class KananaLM(TemplateLM):
                 inputs[i, :len(window) - 1] = torch.tensor(window[:-1])
                 targets[i, :len(window) - 1] = torch.tensor(window[1:])
             last = torch.tensor([len(w) - 2 for w in windows])
-            logp, greedy, last_dist = scoring.token_logprobs(self.chunks, inputs, targets, last)
+            # the representative of a group has its longest continuation (lm-eval's Collator), so the
+            # last `scored` slots of every row hold every continuation token of its group
+            scored = max(min(len(cont), len(w) - 1) for (_, _, cont), w in zip(chunk, windows))
+            logp, greedy, last_dist = scoring.token_logprobs(self.chunks, inputs, targets, last, scored)
             for i, (strings, ctx, cont) in enumerate(chunk):
-                end = int(last[i]) + 1
                 # every cached request shares ctx + cont[:-1] with this row: their continuations are
                 # trailing slices of the same slots, differing only in the last token
                 for req_strings, member_cont, _ in collator.get_cache(req_str=strings, cxt_toks=ctx,
                                                                       cont_toks=cont, logits=torch.zeros(1, 1, 1)):
-                    n = len(member_cont)
+                    n = min(len(member_cont), len(windows[i]) - 1)
                     token = member_cont[-1]
-                    score = float(logp[i, end - n:end - 1].sum() + last_dist[i, token])
-                    is_greedy = bool(greedy[i, end - n:end - 1].all()) and int(last_dist[i].argmax()) == token
+                    score = float(logp[i, scored - n:scored - 1].sum() + last_dist[i, token])
+                    is_greedy = bool(greedy[i, scored - n:scored - 1].all()) and int(last_dist[i].argmax()) == token
                     results.append((score, is_greedy))
                     if req_strings is not None:
                         self.cache_hook.add_partial("loglikelihood", req_strings, (score, is_greedy))
