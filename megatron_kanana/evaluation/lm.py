@@ -48,6 +48,9 @@ class KananaLM(TemplateLM):
         self._template = chat_template
         self._dp = dp or scoring.DataParallelView()
         self._rank, self._world_size = self._dp.rank, self._dp.world_size
+        # Build the encoder now (tiktoken's, with its self-check, where exact: data/fast_bpe.py), as
+        # HFLM loads its tokenizer in its constructor, not inside the first request lm-eval makes.
+        self.encoder_name = tokenizer.encoder_name
 
     # --- what lm-eval reads -------------------------------------------------------------------
     @property
@@ -94,7 +97,7 @@ class KananaLM(TemplateLM):
 
     def get_model_info(self) -> dict:
         return {"model_num_parameters": sum(p.numel() for c in self.chunks for p in c.parameters()),
-                "model_dtype": str(next(self.chunks[0].parameters()).dtype)}
+                "model_dtype": str(next(self.chunks[0].parameters()).dtype), "tokenizer_encoder": self.encoder_name}
 
     # --- loglikelihood ------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
