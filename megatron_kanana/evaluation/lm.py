@@ -48,6 +48,9 @@ class KananaLM(TemplateLM):
         self._template = chat_template
         self._dp = dp or scoring.DataParallelView()
         self._rank, self._world_size = self._dp.rank, self._dp.world_size
+        # Build the encoder now (tiktoken's, with its self-check, where exact: data/fast_bpe.py), as
+        # HFLM loads its tokenizer in its constructor, not inside the first request lm-eval makes.
+        self.encoder_name = tokenizer.encoder_name
 
     # --- what lm-eval reads -------------------------------------------------------------------
     @property
@@ -94,7 +97,7 @@ class KananaLM(TemplateLM):
 
     def get_model_info(self) -> dict:
         return {"model_num_parameters": sum(p.numel() for c in self.chunks for p in c.parameters()),
-                "model_dtype": str(next(self.chunks[0].parameters()).dtype)}
+                "model_dtype": str(next(self.chunks[0].parameters()).dtype), "tokenizer_encoder": self.encoder_name}
 
     # --- loglikelihood ------------------------------------------------------------------------
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
@@ -111,17 +114,19 @@ class KananaLM(TemplateLM):
                 inputs[i, :len(window) - 1] = torch.tensor(window[:-1])
                 targets[i, :len(window) - 1] = torch.tensor(window[1:])
             last = torch.tensor([len(w) - 2 for w in windows])
-            logp, greedy, last_dist = scoring.token_logprobs(self.chunks, inputs, targets, last)
+            # the representative of a group has its longest continuation (lm-eval's Collator), so the
+            # last `scored` slots of every row hold every continuation token of its group
+            scored = max(min(len(cont), len(w) - 1) for (_, _, cont), w in zip(chunk, windows))
+            logp, greedy, last_dist = scoring.token_logprobs(self.chunks, inputs, targets, last, scored)
             for i, (strings, ctx, cont) in enumerate(chunk):
-                end = int(last[i]) + 1
                 # every cached request shares ctx + cont[:-1] with this row: their continuations are
                 # trailing slices of the same slots, differing only in the last token
                 for req_strings, member_cont, _ in collator.get_cache(req_str=strings, cxt_toks=ctx,
                                                                       cont_toks=cont, logits=torch.zeros(1, 1, 1)):
-                    n = len(member_cont)
+                    n = min(len(member_cont), len(windows[i]) - 1)
                     token = member_cont[-1]
-                    score = float(logp[i, end - n:end - 1].sum() + last_dist[i, token])
-                    is_greedy = bool(greedy[i, end - n:end - 1].all()) and int(last_dist[i].argmax()) == token
+                    score = float(logp[i, scored - n:scored - 1].sum() + last_dist[i, token])
+                    is_greedy = bool(greedy[i, scored - n:scored - 1].all()) and int(last_dist[i].argmax()) == token
                     results.append((score, is_greedy))
                     if req_strings is not None:
                         self.cache_hook.add_partial("loglikelihood", req_strings, (score, is_greedy))

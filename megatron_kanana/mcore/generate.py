@@ -67,26 +67,27 @@ def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_to
     if max_new_tokens == 0:
         return Generation(tokens, [0] * batch)
     prompt_len = max(len(p) for p in prompts)
+    total = prompt_len + max_new_tokens
     pads = torch.tensor([prompt_len - len(p) for p in prompts])
-    ids = torch.full((batch, prompt_len + max_new_tokens), PAD_ID, dtype=torch.long)
+    ids = torch.full((batch, total), PAD_ID, dtype=torch.long)
     for i, prompt in enumerate(prompts):
         ids[i, pads[i]:prompt_len] = torch.tensor(prompt, dtype=torch.long)
-    context = StaticInferenceContext(batch, prompt_len + max_new_tokens)
+    context = StaticInferenceContext(batch, total)
     generator = sampling.generator()
     finished = [False] * batch
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        with cpu_backend.in_this_thread(), _per_row_rotary(model, pads.to(device)):
+        with _cpu_placement(), _per_row_rotary(model, pads.to(device)):
+            steps = _Steps(model, ids.to(device), pads.to(device), prompt_len, groups)
             start, end = 0, prompt_len
             for _ in range(max_new_tokens):
-                logits = _stage_forward(model, ids[:, start:end].to(device), pads.to(device), start, end,
-                                        context, groups)
+                logits = steps.forward(start, end, context)
                 context.sequence_len_offset = end
                 context.enable_decode_mode()
                 chosen = _agree_on_tokens(model, logits, batch, sampling, generator, groups)
-                ids[:, end] = chosen
+                steps.ids_BT[:, end] = chosen.to(device)
                 for i, token in enumerate(chosen.tolist()):
                     if not finished[i]:
                         tokens[i].append(token)
@@ -152,20 +153,33 @@ def _per_row_rotary(model: torch.nn.Module, pads_B: torch.Tensor) -> Iterator[No
     """
     rope = model.rotary_pos_emb
     original = rope.forward
+    tables = {}  # every step asks for the same table (the cache's length): gather it once
 
     def forward(max_seq_len, *args, **kwargs):
-        out = original(max_seq_len, *args, **kwargs)  # [S, 1, 1, D]; YaRN's is (table, mscale)
-        table = out[0] if isinstance(out, tuple) else out
-        slots = torch.arange(table.shape[0], device=table.device)
-        positions = (slots[:, None] - pads_B.to(table.device)[None, :]).clamp(min=0)  # [S, B]
-        rows = table[:, 0, 0, :][positions].unsqueeze(2)
-        return (rows, *out[1:]) if isinstance(out, tuple) else rows
+        key = (max_seq_len, args, tuple(sorted(kwargs.items())))
+        if key not in tables:
+            out = original(max_seq_len, *args, **kwargs)  # [S, 1, 1, D]; YaRN's is (table, mscale)
+            table = out[0] if isinstance(out, tuple) else out
+            slots = torch.arange(table.shape[0], device=table.device)
+            positions = (slots[:, None] - pads_B.to(table.device)[None, :]).clamp(min=0)  # [S, B]
+            rows = table[:, 0, 0, :][positions].unsqueeze(2)
+            tables[key] = (rows, *out[1:]) if isinstance(out, tuple) else rows
+        return tables[key]
 
     rope.forward = forward
     try:
         yield
     finally:
         del rope.forward  # back to the class's method
+
+
+def _cpu_placement():
+    """The CPU backend's CUDA-to-CPU rewrite for this thread (generation may run in a thread
+    beside training), unless this thread has it already: the thread that enabled the backend
+    does, and a second copy of the mode would run every torch call through both."""
+    if torch.device("cuda").type == "cpu":  # the rewrite is active here (a no-op mode check)
+        return contextlib.nullcontext()
+    return cpu_backend.in_this_thread()
 
 
 def attention_mask(pads_B: torch.Tensor, start: int, end: int) -> torch.Tensor:
@@ -186,23 +200,39 @@ def _pipeline_neighbours(pp: dist.ProcessGroup) -> tuple[int, int, int]:
     return me, prev, nxt
 
 
-def _stage_forward(model: torch.nn.Module, ids_BS: torch.Tensor, pads_B: torch.Tensor, start: int, end: int,
-                   context: StaticInferenceContext, groups: ProcessGroupCollection) -> Optional[torch.Tensor]:
-    """This stage's part of one step; the last stage returns the last slot's full-vocabulary logits [B, V]."""
-    _, prev, nxt = _pipeline_neighbours(groups.pp)
-    batch, seq = ids_BS.shape
-    if not model.pre_process:
-        hidden = torch.empty(seq, batch, model.config.hidden_size, dtype=model.config.pipeline_dtype,
-                             device=runtime.comm_device())
-        dist.recv(hidden, src=prev, group=groups.pp)
-        model.set_input_tensor(hidden.to(ids_BS.device))
-    positions = (torch.arange(start, end, device=ids_BS.device)[None, :] - pads_B[:, None]).clamp(min=0)
-    out = model(ids_BS, positions, attention_mask(pads_B, start, end), inference_context=context,
-                runtime_gather_output=True)
-    if not model.post_process:
-        dist.send(out.contiguous().to(runtime.comm_device()), dst=nxt, group=groups.pp)
-        return None
-    return out[:, -1, :]
+class _Steps:
+    """What every step of one generate() call reuses: the ids, the per-slot positions, the
+    prefill mask and which cache slots are padding (a decode step's whole mask), and the
+    pipeline neighbours. Built once per call, so a step issues no setup ops of its own."""
+
+    def __init__(self, model: torch.nn.Module, ids_BT: torch.Tensor, pads_B: torch.Tensor, prompt_len: int,
+                 groups: ProcessGroupCollection):
+        self.model, self.ids_BT, self.groups = model, ids_BT, groups
+        slots = torch.arange(ids_BT.shape[1], device=ids_BT.device)
+        self.positions_BT = (slots[None, :] - pads_B[:, None]).clamp(min=0)
+        self.prefill_mask = attention_mask(pads_B, 0, prompt_len)
+        # a decode step's query slot is past every pad, so its mask is attention_mask(pads, q, q + 1):
+        # only the pad keys are hidden
+        self.pad_key_B11T = (slots[None, :] < pads_B[:, None])[:, None, None, :]
+        _, self.prev, self.next = _pipeline_neighbours(groups.pp)
+
+    def forward(self, start: int, end: int, context: StaticInferenceContext) -> Optional[torch.Tensor]:
+        """This stage's part of one step over slots start..end-1; the last stage returns the
+        last slot's full-vocabulary logits [B, V]."""
+        model = self.model
+        batch = self.ids_BT.shape[0]
+        if not model.pre_process:
+            hidden = torch.empty(end - start, batch, model.config.hidden_size, dtype=model.config.pipeline_dtype,
+                                 device=runtime.comm_device())
+            dist.recv(hidden, src=self.prev, group=self.groups.pp)
+            model.set_input_tensor(hidden.to(self.ids_BT.device))
+        mask = self.prefill_mask if start == 0 else self.pad_key_B11T[..., :end]
+        out = model(self.ids_BT[:, start:end], self.positions_BT[:, start:end], mask, inference_context=context,
+                    runtime_gather_output=True)
+        if not model.post_process:
+            dist.send(out.contiguous().to(runtime.comm_device()), dst=self.next, group=self.groups.pp)
+            return None
+        return out[:, -1, :]
 
 
 def _agree_on_tokens(model: torch.nn.Module, logits_BV: Optional[torch.Tensor], batch: int,

@@ -17,16 +17,20 @@ def logp(prefix: list[int], token: int) -> float:
     return -(((sum(prefix) * 31 + len(prefix) * 7 + token) % 17) + 1) / 4.0
 
 
-def fake_token_logprobs(chunks, inputs_BS, targets_BS, last_B):
+def fake_token_logprobs(chunks, inputs_BS, targets_BS, last_B, num_scored=None):
+    """scoring.token_logprobs' contract: the num_scored slots ending at last_B[b] (slot 0 repeated
+    before a short row's start), and the whole distribution at last_B[b]."""
     rows, width = inputs_BS.shape
-    out = torch.zeros(rows, width)
+    scored = num_scored or width
+    out = torch.zeros(rows, scored)
     last = torch.zeros(rows, VOCAB)
     for b in range(rows):
         row = inputs_BS[b].tolist()
-        for s in range(width):
-            out[b, s] = logp(row[:s + 1], int(targets_BS[b, s]))
+        for k in range(scored):
+            s = max(0, int(last_B[b]) - (scored - 1) + k)
+            out[b, k] = logp(row[:s + 1], int(targets_BS[b, s]))
         last[b] = torch.tensor([logp(row[:int(last_B[b]) + 1], v) for v in range(VOCAB)])
-    greedy = torch.zeros(rows, width, dtype=torch.bool)  # not exercised: every target below is non-greedy
+    greedy = torch.zeros(rows, scored, dtype=torch.bool)  # not exercised: every target below is non-greedy
     return out, greedy, last
 
 
