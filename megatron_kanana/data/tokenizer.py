@@ -40,6 +40,7 @@ class Tokenizer(abc.ABC):
     vocab_size: int
     eod: int
     pad: int
+    encoder_name: str  # the library that encodes (named in evaluation results)
 
     @abc.abstractmethod
     def encode(self, text: str) -> list[int]:
@@ -210,6 +211,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     # `kanana train-tokenizer` keeps SentencePiece's default add_dummy_prefix
     prefixes_each_encode = True
+    encoder_name = "sentencepiece"
 
     def id_to_token(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id)

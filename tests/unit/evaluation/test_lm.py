@@ -90,3 +90,17 @@ def test_chat_template_text_reencodes_to_the_rendered_ids(lm):
     ids, _ = template.render([Message("user", "3 더하기 4는?")], lm.kanana_tokenizer, add_generation_prompt=True)
     assert lm.tok_encode(text) == ids
     assert lm.chat_template(True) == template.name
+
+
+def test_a_sentencepiece_tokenizer_builds_the_lm(tmp_path, monkeypatch):
+    """The demo's and the recipe's checkpoints carry SentencePiece models: KananaLM reads every
+    tokenizer kind's encoder name (one only tokenizer.json had once made it fail on them)."""
+    from megatron_kanana.cli import main
+    from megatron_kanana.data.demo_corpus import demo_corpus_files
+
+    monkeypatch.setattr(lm_module.scoring, "token_logprobs", fake_token_logprobs)
+    files = [str(p) for p in demo_corpus_files()]
+    assert main(["train-tokenizer", "--input", *files, "--vocab-size", "1000", "--output", str(tmp_path)]) == 0
+    lm = KananaLM([], load_tokenizer(tmp_path), max_length=12, batch_size=3, dp=OneReplica())
+    assert lm.encoder_name == "sentencepiece"
+    assert lm.tok_encode("안녕하세요") == load_tokenizer(tmp_path).encode("안녕하세요")
