@@ -54,8 +54,9 @@ def passkey_document(rng: random.Random, num_words: int, keys: tuple[str, ...] =
     return f"{prompt} {key} ."
 
 
-def held_out(num: int, lengths: tuple[int, ...], seed: int) -> dict[int, list[tuple[str, str]]]:
+def held_out(num: int, lengths: tuple[int, ...], seed: int, keys: tuple[str, ...] = KEY_TOKENS
+             ) -> dict[int, list[tuple[str, str]]]:
     """`num` (prompt, key) pairs per length, drawn in order of `lengths` from one seeded stream.
     A length is the scored input: the prompt and a longer key's words but its last."""
     rng = random.Random(seed)
-    return {n: [passkey_example(rng, n - KEY_LENGTH + 1) for _ in range(num)] for n in lengths}
+    return {n: [passkey_example(rng, n - KEY_LENGTH + 1, keys) for _ in range(num)] for n in lengths}
