@@ -11,7 +11,8 @@ it the needle "the pass key : 37 . remember it . 37 is the pass key .", and at t
 "what is the pass key ? the pass key :"; the answer is the key, one of 90 numbers (10-99),
 the only number in the prompt. Lengths are in words: under the benchmark's word-level
 tokenizer (every word in `vocabulary()` is one token) they are exact token counts; other
-tokenizers give about as many tokens.
+tokenizers give more (the demo's 8,192-piece BPE: about 1.45 tokens a word, 742 for a 512-word
+prompt, a key one or two tokens).
 """
 from __future__ import annotations
 
