@@ -3,7 +3,6 @@ tools/build_passkey_task.py writes from the shared generator, each prompt holds 
 nothing else numeric, and lm-eval scores `acc` as "the key is the model's greedy answer"."""
 import importlib.util
 import json
-import random
 import re
 
 import pytest
@@ -40,11 +39,6 @@ def test_each_prompt_has_its_length_and_only_its_key(n):
         assert len(words) == doc["words"] == n and set(words) <= vocabulary
         assert doc["prompt"].endswith("the pass key :")
         assert re.findall(r"\d+", doc["prompt"]) == [doc["key"], doc["key"]]  # the needle's two mentions
-
-
-def test_generator_refuses_a_length_that_cannot_hold_the_needle():
-    with pytest.raises(ValueError, match="cannot hold"):
-        passkey.passkey_example(random.Random(0), 10)
 
 
 class _Retriever:
