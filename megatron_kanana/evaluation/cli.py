@@ -5,6 +5,7 @@
     kanana eval CKPT --tasks kanana_kmmlu_mini,kanana_gsm8k_mini \\
         --include-path megatron_kanana/evaluation/local_tasks --nproc 2 tensor_model_parallel_size=2 --output r.json
     kanana eval CKPT --hf HF_DIR --tasks ... --output r.json    # also lm-eval's HF backend: r.hf.json
+    kanana eval CKPT --tasks kanana_passkey --include-path ... --max-length 512 --output r.json  # past the window
 
 Every check (task names, code-task consent, cached datasets offline, checkpoint kind,
 tokenizer) runs in this process before any model loads or any rank starts; with
