@@ -5,6 +5,7 @@
     kanana eval CKPT --tasks kanana_kmmlu_mini,kanana_gsm8k_mini \\
         --include-path megatron_kanana/evaluation/local_tasks --nproc 2 tensor_model_parallel_size=2 --output r.json
     kanana eval CKPT --hf HF_DIR --tasks ... --output r.json    # also lm-eval's HF backend: r.hf.json
+    kanana eval CKPT --tasks kanana_passkey --include-path ... --max-length 512 --output r.json  # past the window
 
 Every check (task names, code-task consent, cached datasets offline, checkpoint kind,
 tokenizer) runs in this process before any model loads or any rank starts; with
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-run-unsafe-code", action="store_true",
                         help="allow code tasks (humaneval, mbpp) to execute model-written code")
     parser.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the checkpoint")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="context of the scored sequences (lm-eval truncates from the left); default: the "
+                             "model's max_position_embeddings. Above it, scores past the trained window "
+                             "(a long-context check before an extension)")
     parser.add_argument("--nproc", type=int, default=None, help="launch this many local processes with torchrun")
     parser.add_argument("--bootstrap-iters", type=int, default=100000, help="lm-eval's stderr bootstrap")
     parser.add_argument("--output", type=Path, required=True, help="results JSON to write")
@@ -78,7 +83,8 @@ def _run(args: argparse.Namespace) -> int:
         else:
             from megatron_kanana.evaluation.evaluate import evaluate_checkpoint
 
-            results = evaluate_checkpoint(args.checkpoint, parallel, tasks, options, args.tokenizer, manager)
+            results = evaluate_checkpoint(args.checkpoint, parallel, tasks, options, args.tokenizer, manager,
+                                          max_length=args.max_length)
             if results is not None:
                 report.write(results, args.output, args.log_samples)
             if child:
@@ -88,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
 
         hf_output = args.output if args.checkpoint is None else report.hf_path(args.output)
         hf_log = args.log_samples / "hf" if args.log_samples and args.checkpoint else args.log_samples
-        hf_results = evaluate_hf(args.hf, tasks, options, manager)
+        hf_results = evaluate_hf(args.hf, tasks, options, manager, max_length=args.max_length)
         report.write(hf_results, hf_output, hf_log)
         if args.checkpoint is not None:
             report.print_side_by_side(args.output, hf_output)
@@ -116,6 +122,8 @@ def _request(args: argparse.Namespace):
     parallel = ParallelConfig.from_dict(overrides, prefix="parallel")
     if args.nproc is not None and args.nproc < 1:
         raise EvalError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.max_length is not None and args.max_length < 2:
+        raise EvalError(f"--max-length must be >= 2 tokens, got {args.max_length}")
     options = EvalOptions(num_fewshot=args.num_fewshot, limit=args.limit, batch_size=args.batch_size,
                           include_path=tuple(args.include_path), apply_chat_template=args.apply_chat_template,
                           log_samples=args.log_samples is not None,
@@ -135,7 +143,7 @@ def _launch_command(args: argparse.Namespace, nproc: int) -> list[str]:
     """This request under torchrun: the same arguments, less --nproc."""
     flags = [args.checkpoint, *args.overrides, "--tasks", args.tasks, "--batch-size", str(args.batch_size),
              "--bootstrap-iters", str(args.bootstrap_iters), "--output", str(args.output)]
-    for name in ("num_fewshot", "limit", "tokenizer", "log_samples"):
+    for name in ("num_fewshot", "limit", "tokenizer", "max_length", "log_samples"):
         if getattr(args, name) is not None:
             flags += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     for path in args.include_path:

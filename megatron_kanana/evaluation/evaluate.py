@@ -80,9 +80,11 @@ def _max_length(chunks: list) -> int:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, parallel, tasks: list[str], options: EvalOptions,
-                        tokenizer_path: Optional[str] = None, task_manager=None) -> Optional[dict]:
+                        tokenizer_path: Optional[str] = None, task_manager=None,
+                        max_length: Optional[int] = None) -> Optional[dict]:
     """Load an LM checkpoint (saved at any layout) at `parallel`'s layout on this process's ranks
-    and evaluate it; rank 0 gets the results."""
+    and evaluate it; rank 0 gets the results. `max_length` (default: the model's
+    max_position_embeddings) may exceed the trained window: the model is built for it."""
     from megatron_kanana.evaluation.checkpoint_checks import checked_checkpoint
     from megatron_kanana.mcore import runtime, scoring
     from megatron_kanana.models.shape import ModelShape
@@ -91,8 +93,9 @@ def evaluate_checkpoint(checkpoint: str | Path, parallel, tasks: list[str], opti
     shape = ModelShape.from_dict(meta["model"], prefix="checkpoint model")
     rt = runtime.initialize(parallel, shape, seed=options.seed)
     try:
-        chunks = scoring.load_frozen_lm(shape, parallel, rt.device, directory)
-        results = evaluate(chunks, tokenizer, tasks, options, shape.max_position_embeddings, task_manager)
+        length = max_length or shape.max_position_embeddings
+        chunks = scoring.load_frozen_lm(shape, parallel, rt.device, directory, seq_length=length)
+        results = evaluate(chunks, tokenizer, tasks, options, length, task_manager)
     finally:
         runtime.shutdown()
     if results is not None:
@@ -103,8 +106,10 @@ def evaluate_checkpoint(checkpoint: str | Path, parallel, tasks: list[str], opti
     return results
 
 
-def evaluate_hf(hf_dir: str | Path, tasks: list[str], options: EvalOptions, task_manager=None) -> dict:
-    """lm-eval's HF backend on an HF export, in fp32 on the CPU, at the same batch size."""
+def evaluate_hf(hf_dir: str | Path, tasks: list[str], options: EvalOptions, task_manager=None,
+                max_length: Optional[int] = None) -> dict:
+    """lm-eval's HF backend on an HF export, in fp32 on the CPU, at the same batch size (and
+    `max_length`; default: HFLM's, the config's max_position_embeddings)."""
     import torch
     from lm_eval.models.huggingface import HFLM
 
@@ -113,7 +118,7 @@ def evaluate_hf(hf_dir: str | Path, tasks: list[str], options: EvalOptions, task
         raise EvalError(f"--hf {hf_dir}: no config.json, not a Hugging Face model directory "
                         "(make one with `kanana convert --from mcore --to hf`)")
     lm = HFLM(pretrained=str(hf_dir), tokenizer=hf_tokenizer(hf_dir), device="cpu", dtype=torch.float32,
-              batch_size=options.batch_size)
+              batch_size=options.batch_size, max_length=max_length)
     results = run_lm_eval(lm, tasks, options, task_manager)
     results["config"]["model"] = f"hf:{hf_dir}"
     return results

@@ -43,11 +43,12 @@ from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
 
 
-def load_frozen_lm(shape: ModelShape, parallel: ParallelConfig, device: str,
-                   checkpoint: str | Path) -> list[torch.nn.Module]:
-    """This rank's chunks of an LM checkpoint (saved at any layout), frozen, in eval mode.
-    The frozen loader is distillation's teacher loader: the same build + resharding load."""
-    return build_teacher(shape, parallel, device, checkpoint)
+def load_frozen_lm(shape: ModelShape, parallel: ParallelConfig, device: str, checkpoint: str | Path,
+                   seq_length: Optional[int] = None) -> list[torch.nn.Module]:
+    """This rank's chunks of an LM checkpoint (saved at any layout), frozen, in eval mode, built
+    for `seq_length` tokens (default: max_position_embeddings). The frozen loader is
+    distillation's teacher loader: the same build + resharding load."""
+    return build_teacher(shape, parallel, device, checkpoint, seq_length=seq_length)
 
 
 @contextlib.contextmanager

@@ -69,7 +69,8 @@ def test_tokenizer_not_the_checkpoints_refused(tmp_path, capsys, tokenizer):
     assert "does not match" in line and "other.json" in line
 
 
-@pytest.mark.parametrize("flag,value,needle", [("--limit", "0", "--limit"), ("--batch-size", "0", "--batch-size")])
+@pytest.mark.parametrize("flag,value,needle", [("--limit", "0", "--limit"), ("--batch-size", "0", "--batch-size"),
+                                               ("--max-length", "1", "--max-length")])
 def test_nonsense_numbers_refused(tmp_path, capsys, tokenizer, flag, value, needle):
     line = _error(capsys, str(_checkpoint(tmp_path, tokenizer)), "--tasks", "kanana_kmmlu_mini", flag, value,
                   "--include-path", LOCAL, "--output", str(tmp_path / "r.json"))
