@@ -73,9 +73,12 @@ class Job:
 
 def longest_seq_length(cfg) -> int:
     """The longest sequence the run trains at: a mixture stage may set its own (a context
-    extension), and memory peaks in the longest stage."""
+    extension), and memory peaks in the longest stage. A mixture file not there (yet) is the
+    pre-flight's to report; the plan then takes data.seq_length."""
+    from pathlib import Path
+
     lengths = [cfg.data.seq_length]
-    if getattr(cfg.data, "mixture", None):
+    if getattr(cfg.data, "mixture", None) and Path(cfg.data.mixture).is_file():
         from megatron_kanana.data.mixture import load_mixture
 
         lengths += [s.seq_length for s in load_mixture(cfg.data.mixture).stages if s.seq_length]
