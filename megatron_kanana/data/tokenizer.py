@@ -210,6 +210,8 @@ class SentencePieceTokenizer(Tokenizer):
 
     # `kanana train-tokenizer` keeps SentencePiece's default add_dummy_prefix
     prefixes_each_encode = True
+    # what KananaLM records in lm-eval's model info (HFTokenizer: tiktoken or tokenizers)
+    encoder_name = "sentencepiece"
 
     def id_to_token(self, token_id: int) -> str:
         return self._sp.id_to_piece(token_id)
