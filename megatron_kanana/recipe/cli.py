@@ -60,6 +60,7 @@ def prepare_inputs(layout: arms.Layout, scale: arms.Scale) -> None:
         if not prefix.with_suffix(".idx").exists():
             preprocess([path], str(layout.tokenizer), str(prefix), workers=1, append_eod=True, overwrite=True)
     layout.mixtures.mkdir(parents=True, exist_ok=True)
+    layout.benchmarks.mkdir(parents=True, exist_ok=True)  # kanana eval wants its --output's folder
     for name, mixture in arms.mixtures(layout, scale).items():
         layout.mixture(name).write_text(yaml.safe_dump(mixture, sort_keys=False))
 
