@@ -21,9 +21,9 @@ preprocesses the packaged files as they are; the demo curates them first
 (examples/curation/kanana_pipeline.yaml, which keeps document order), so a page is held out
 when it is in the last 5% of its packaged file *and* kept by the demo's curation in the last
 5% of its curated file. A page curation drops is not used (it may be a near-duplicate of a
-training page). On top, the sentence a cloze item completes, and both sentences of a
-next-sentence item, appear verbatim in no page outside the held-out set (the help pages
-repeat many sentences). `--curated` takes a `kanana curate` output of the demo's
+training page). On top, the sentence a cloze item completes, and every sentence of a
+next-sentence item (context and the four choices), appear verbatim in no page outside the
+held-out set (the help pages repeat many sentences). `--curated` takes a `kanana curate` output of the demo's
 pipeline (e.g. demo_out/curated); without it the script runs that curation (~1 min). The
 held-out ids go to kanana_help/heldout.json; the items are a pure function of the packaged
 corpus, those ids and the seed, so a rebuild is byte-identical.
