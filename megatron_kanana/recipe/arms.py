@@ -1,7 +1,7 @@
 """The recipe's sub-runs: which `kanana` commands reproduce each claim, with what configs.
 
 Every sub-run is an ordinary command (`kanana train`, `upscale-depth`, `prune-score`,
-`prune`) with its own output under the recipe's folder; claims share sub-runs (the stage-1
+`prune`, `eval`) with its own output under the recipe's folder; claims share sub-runs (the stage-1
 model is the base of the staged, DUS and pruning claims). The miniature model is untied,
 like Kanana 8B, so a prune step can tie by averaging (TR Table 17).
 
@@ -16,6 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Optional
 
+from megatron_kanana.evaluation.tasks import LOCAL_TASKS
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.surgery import width
 
@@ -52,6 +53,10 @@ PRUNE_VARIANTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "tied": ((), ("--tie-embeddings",)),
 }
 ABLATIONS = ("no_layer_aggregation", "no_gqa_alignment", "gate_up_mean", "batch_mean", "sequence_l2")
+# The miniature benchmarks (local_tasks/kanana_help_*: cloze and next sentence per language, on
+# pages no sub-run trains on; tools/build_corpus_tasks.py), scored for the staged claim's models
+BENCHMARKS = "kanana_help"
+BENCHMARKED = ("stage1", "stage2_quality", "stage2_continue")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +101,7 @@ class SubRun:
     is written to configs/NAME.yaml first and its path is argv's {config}."""
 
     name: str
-    kind: str  # train | upscale-depth | prune-score | prune
+    kind: str  # train | upscale-depth | prune-score | prune | eval
     argv: tuple[str, ...]
     output: Path
     config: Optional[dict] = None
@@ -116,6 +121,7 @@ class Layout:
         self.configs = root / "configs"
         self.logs = root / "logs"
         self.plots = root / "plots"
+        self.benchmarks = root / "benchmarks"
 
     def run(self, name: str) -> Path:
         return self.root / "runs" / name
@@ -125,6 +131,9 @@ class Layout:
 
     def scores(self, name: str) -> Path:
         return self.root / "scores" / f"{name}.safetensors"
+
+    def benchmark(self, name: str) -> Path:
+        return self.benchmarks / f"{name}.json"
 
     def mixture(self, name: str) -> Path:
         return self.mixtures / f"{name}.yaml"
@@ -188,6 +197,13 @@ def _pretraining(layout: Layout, scale: Scale, seed: int) -> list[SubRun]:
                                checkpoint={"load": str(layout.run("stage1"))})
         arms.append(_train(layout, arm, config, BASE_SHAPE, needs=("stage1",)))
     return arms
+
+
+def _benchmarks(layout: Layout) -> list[SubRun]:
+    """`kanana eval` of each staged model on the miniature benchmarks (log-likelihood, TP=1)."""
+    return [SubRun(f"bench_{arm}", "eval", ("eval", str(layout.run(arm)), "--tasks", BENCHMARKS, "--include-path",
+                                           str(LOCAL_TASKS), "--output", str(layout.benchmark(arm))),
+                   layout.benchmark(arm), needs=(arm,)) for arm in BENCHMARKED]
 
 
 def _depth_upscaling(layout: Layout, scale: Scale, seed: int) -> list[SubRun]:
@@ -256,6 +272,8 @@ def plan(layout: Layout, scale: Scale, seed: int, claims: tuple[str, ...]) -> li
     runs: list[SubRun] = []
     if {"staged", "dus", "prune", "ablations", "tying"} & set(claims):
         runs += _pretraining(layout, scale, seed)
+    if "staged" in claims:
+        runs += _benchmarks(layout)
     if "dus" in claims:
         runs += _depth_upscaling(layout, scale, seed)
     runs += _pruning(layout, scale, seed, tuple(variants))

@@ -8,7 +8,8 @@ Claims: staged (TR Table 3), dus (Table 4), prune (Table 5), ablations (Table 15
 (Table 17), accounting (§2.3.2's 11.06% / 6.67%). Data: the package's bilingual help-pages
 corpus (guides = the high-quality split), a 2,048-piece SentencePiece tokenizer trained on it,
 indexed datasets. Every sub-run is an ordinary `kanana train` / `upscale-depth` / `prune-score`
-/ `prune` command with its own folder (arms.py, runner.py); run the same command again after a
+/ `prune` / `eval` command with its own folder (arms.py, runner.py; `eval` scores the staged
+claim's models on the corpus's miniature benchmarks, local_tasks/kanana_help_*); run the same command again after a
 kill and finished sub-runs are skipped, an interrupted one resumes from its checkpoint. Writes
 report.json, report.md (per claim: the paper's figure, the measured ones, a verdict computed
 from them, the seed) and plots/*.png.
@@ -60,6 +61,7 @@ def prepare_inputs(layout: arms.Layout, scale: arms.Scale) -> None:
         if not prefix.with_suffix(".idx").exists():
             preprocess([path], str(layout.tokenizer), str(prefix), workers=1, append_eod=True, overwrite=True)
     layout.mixtures.mkdir(parents=True, exist_ok=True)
+    layout.benchmarks.mkdir(parents=True, exist_ok=True)  # kanana eval wants its --output's folder
     for name, mixture in arms.mixtures(layout, scale).items():
         layout.mixture(name).write_text(yaml.safe_dump(mixture, sort_keys=False))
 

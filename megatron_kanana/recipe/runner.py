@@ -66,7 +66,7 @@ def is_finished(sub: SubRun) -> bool:
     if sub.kind == "train":
         status = sub.output / "exit_status.json"
         return status.exists() and json.loads(status.read_text()).get("reason") == "done"
-    if sub.kind == "prune-score":
+    if sub.kind in ("prune-score", "eval"):  # a scores file / kanana eval's results, both written atomically
         return sub.output.exists()
     return (sub.output / "latest").exists()
 

@@ -105,3 +105,14 @@ def test_big_vocab_needs_int32(tmp_path):
 
     tok = load_tokenizer(build_hf_tokenizer(tmp_path / "tokenizer.json", vocab_size=300, extra_tokens=66_000))
     assert tok.vocab_size > 65536 and tok.index_dtype_name() == "int32"
+
+
+def test_a_sentencepiece_tokenizer_serves_the_lm_eval_model(sp_tokenizer):
+    # KananaLM records which encoder ran (lm-eval's model info); a SentencePiece model names itself
+    from types import SimpleNamespace
+
+    from megatron_kanana.evaluation.lm import KananaLM
+
+    lm = KananaLM([], load_tokenizer(sp_tokenizer), max_length=8, batch_size=1,
+                  dp=SimpleNamespace(rank=0, world_size=1))
+    assert lm.encoder_name == "sentencepiece"

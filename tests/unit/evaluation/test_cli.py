@@ -117,8 +117,9 @@ def test_user_choice_of_online_is_kept(monkeypatch):
 
 def test_every_shipped_local_task_parses_and_loads_offline():
     manager = task_checks.task_manager([LOCAL], ["kanana_kmmlu_mini"])
+    help_tasks = [f"kanana_help_{kind}_{lang}" for kind in ("cloze", "mc") for lang in ("en", "ko")]
     built = manager.load_task_or_group(["kanana_kmmlu_mini", "kanana_gsm8k_mini", "kanana_ppl_mini",
-                                        "kanana_arith_mini"])
+                                        "kanana_arith_mini", *help_tasks])
     sizes = {name: len(list(task.eval_docs)) for name, task in built.items()}
     assert sizes == {"kanana_kmmlu_mini": 24, "kanana_gsm8k_mini": 24, "kanana_ppl_mini": 24,
-                     "kanana_arith_mini": 40}
+                     "kanana_arith_mini": 40, **{name: 60 for name in help_tasks}}

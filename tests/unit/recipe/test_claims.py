@@ -48,6 +48,22 @@ def test_every_input_runs_before_its_user_and_only_what_the_claims_need():
     assert arms.plan(layout, arms.QUICK, 1, ("accounting",)) == []
     tying = {s.name for s in arms.plan(layout, arms.QUICK, 1, ("tying",))}
     assert "stage2_continue" not in tying and {"distill_tied", "distill_kanana"} <= tying
+    assert not any(name.startswith("bench_") for name in tying)
+
+
+def test_the_staged_models_are_scored_on_the_miniature_benchmarks_by_kanana_eval():
+    from megatron_kanana.evaluation.tasks import LOCAL_TASKS
+
+    layout = arms.Layout(Path("/r"))
+    staged = arms.plan(layout, arms.QUICK, 1, ("staged",))
+    assert [s.name for s in staged] == ["stage1", "stage2_quality", "stage2_continue",
+                                        "bench_stage1", "bench_stage2_quality", "bench_stage2_continue"]
+    for sub in staged[3:]:
+        arm = sub.name.removeprefix("bench_")
+        assert sub.kind == "eval" and sub.needs == (arm,) and sub.output == layout.benchmark(arm)
+        assert sub.argv == ("eval", str(layout.run(arm)), "--tasks", "kanana_help", "--include-path",
+                            str(LOCAL_TASKS), "--output", str(layout.benchmark(arm)))
+        assert not runner.is_finished(sub)  # no results file yet
 
 
 def test_the_deep_model_from_scratch_gets_the_flops_of_stage_1_plus_dus():
