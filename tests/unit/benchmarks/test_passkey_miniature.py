@@ -1,23 +1,17 @@
 """The passkey generator (megatron_kanana/evaluation/passkey.py) under the word-level tokenizer of
 benchmarks/passkey_miniature.py: prompts of an exact token length with the key at varying depths,
 answered by the key, one token per word."""
-import importlib.util
 import random
-from pathlib import Path
 
 import pytest
 
 from megatron_kanana.evaluation import passkey as generator
-
-REPO = Path(__file__).resolve().parents[3]
+from tests.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("passkey_miniature", REPO / "benchmarks" / "passkey_miniature.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/passkey_miniature.py")
 
 
 def test_prompts_have_the_exact_length_and_the_key_at_varying_depths(bench, tmp_path):

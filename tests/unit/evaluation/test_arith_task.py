@@ -1,20 +1,17 @@
 """The demo's arithmetic task (local_tasks/kanana_arith_mini): its data is what
 tools/build_arith_task.py writes, held out from the demo's SFT data, and lm-eval scores it
 as intended (the last number of the answer, so a hedged wrong answer is wrong)."""
-import importlib.util
 import json
 
 from megatron_kanana.posttrain.synthetic import HEDGE, conversations
 from tests.distributed.launch import REPO
+from tests.scripts import load_script
 
 TASK_DIR = REPO / "megatron_kanana" / "evaluation" / "local_tasks"
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_arith_task", REPO / "tools" / "build_arith_task.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/build_arith_task.py")
 
 
 def _committed() -> list[dict]:

@@ -2,7 +2,6 @@
 committed items are what tools/build_corpus_tasks.py builds, they come from pages neither the
 demo nor `kanana recipe` trains on, Korean survives intact, and lm-eval scores them by
 log-likelihood as intended (the gold choice right, any other wrong)."""
-import importlib.util
 import json
 import unicodedata
 
@@ -11,6 +10,7 @@ import yaml
 
 from megatron_kanana.data.demo_corpus import HELP_FILES
 from tests.distributed.launch import REPO
+from tests.scripts import load_script
 
 TASK_DIR = REPO / "megatron_kanana" / "evaluation" / "local_tasks"
 DATA = TASK_DIR / "kanana_help"
@@ -19,10 +19,7 @@ TASKS = ("cloze_en", "cloze_ko", "mc_en", "mc_ko")
 
 @pytest.fixture(scope="module")
 def builder():
-    spec = importlib.util.spec_from_file_location("build_corpus_tasks", REPO / "tools" / "build_corpus_tasks.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/build_corpus_tasks.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The passkey tasks (local_tasks/kanana_passkey_{128,256,512}): their data is what
 tools/build_passkey_task.py writes from the shared generator, each prompt holds its key and
 nothing else numeric, and lm-eval scores `acc` as "the key is the model's greedy answer"."""
-import importlib.util
 import json
 import re
 
@@ -9,16 +8,14 @@ import pytest
 
 from megatron_kanana.evaluation import passkey
 from tests.distributed.launch import REPO
+from tests.scripts import load_script
 
 TASK_DIR = REPO / "megatron_kanana" / "evaluation" / "local_tasks"
 LENGTHS = (128, 256, 512)
 
 
 def _builder():
-    spec = importlib.util.spec_from_file_location("build_passkey_task", REPO / "tools" / "build_passkey_task.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/build_passkey_task.py")
 
 
 def _committed(n: int) -> list[dict]:
