@@ -77,12 +77,14 @@ def longest_seq_length(cfg) -> int:
     pre-flight's to report; the plan then takes data.seq_length."""
     from pathlib import Path
 
-    lengths = [cfg.data.seq_length]
-    if getattr(cfg.data, "mixture", None) and Path(cfg.data.mixture).is_file():
-        from megatron_kanana.data.mixture import load_mixture
+    data = cfg.data
+    if not getattr(data, "mixture", None) or not Path(data.mixture).is_file():
+        return data.seq_length
+    from megatron_kanana.data.mixture import load_mixture
+    from megatron_kanana.training.stages import stage_shapes
 
-        lengths += [s.seq_length for s in load_mixture(cfg.data.mixture).stages if s.seq_length]
-    return max(lengths)
+    shapes = stage_shapes(load_mixture(data.mixture), data.mixture, data, cfg.model)
+    return max([data.seq_length] + [s.seq_length for s in shapes.values()])
 
 
 def companion_shape(cfg) -> tuple[Optional[ModelShape], str]:
