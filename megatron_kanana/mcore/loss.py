@@ -17,15 +17,22 @@ from megatron.core import parallel_state
 from megatron.core.tensor_parallel.mappings import reduce_from_tensor_model_parallel_region
 
 
-def vocab_parallel_logsumexp(logits: torch.Tensor) -> torch.Tensor:
-    group = parallel_state.get_tensor_model_parallel_group()
-    logits = logits.float()
-    local_max = logits.max(dim=-1).values.detach()
+def vocab_parallel_max(logits: torch.Tensor) -> torch.Tensor:
+    """The vocabulary-wide maximum logit, logits split over TP (fp32, no gradient)."""
+    local_max = logits.float().max(dim=-1).values.detach()
     if parallel_state.get_tensor_model_parallel_world_size() > 1:
-        dist.all_reduce(local_max, op=dist.ReduceOp.MAX, group=group)
-    sum_exp = torch.exp(logits - local_max.unsqueeze(-1)).sum(dim=-1)
+        dist.all_reduce(local_max, op=dist.ReduceOp.MAX, group=parallel_state.get_tensor_model_parallel_group())
+    return local_max
+
+
+def vocab_parallel_logsumexp(logits: torch.Tensor, max_logit: torch.Tensor | None = None) -> torch.Tensor:
+    """logsumexp over the TP-split vocabulary; `max_logit` (vocab_parallel_max's) when the caller
+    has it already, which saves a pass over the logits."""
+    logits = logits.float()
+    top = vocab_parallel_max(logits) if max_logit is None else max_logit
+    sum_exp = torch.exp(logits - top.unsqueeze(-1)).sum(dim=-1)
     sum_exp = reduce_from_tensor_model_parallel_region(sum_exp)
-    return torch.log(sum_exp) + local_max
+    return torch.log(sum_exp) + top
 
 
 def vocab_parallel_target_logit(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

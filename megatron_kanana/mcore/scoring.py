@@ -30,14 +30,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from megatron.core import parallel_state
-from megatron.core.tensor_parallel.mappings import (gather_from_tensor_model_parallel_region,
-                                                     reduce_from_tensor_model_parallel_region)
+from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
 
 from megatron_kanana.mcore import runtime
 from megatron_kanana.mcore.checkpoint import rng_state, set_rng_state
 from megatron_kanana.mcore.distill import build_teacher
 from megatron_kanana.mcore.fused_head import logits_output, unwrap
-from megatron_kanana.mcore.loss import vocab_parallel_target_logit
+from megatron_kanana.mcore.loss import vocab_parallel_logsumexp, vocab_parallel_max, vocab_parallel_target_logit
 from megatron_kanana.mcore.step import run_schedule, sync_params
 from megatron_kanana.models.shape import ModelShape
 from megatron_kanana.parallel.config import ParallelConfig
@@ -83,15 +82,11 @@ def preserved_rng() -> Iterator[None]:
 
 def _scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log p(target), whether the target's logit is the vocabulary-wide maximum), logits split
-    over TP. One max serves both: it is logsumexp's shift (vocab_parallel_logsumexp's math,
-    without its second pass over [B, K, V]) and the greedy test."""
+    over TP. One max serves both: logsumexp's shift and the greedy test."""
     logits = logits.float()
-    top = logits.max(dim=-1).values
-    if parallel_state.get_tensor_model_parallel_world_size() > 1:
-        dist.all_reduce(top, op=dist.ReduceOp.MAX, group=parallel_state.get_tensor_model_parallel_group())
+    top = vocab_parallel_max(logits)
     target = vocab_parallel_target_logit(logits, targets)
-    sum_exp = reduce_from_tensor_model_parallel_region((logits - top.unsqueeze(-1)).exp_().sum(dim=-1))
-    return target - (torch.log(sum_exp) + top), target >= top
+    return target - vocab_parallel_logsumexp(logits, top), target >= top
 
 
 @contextlib.contextmanager
