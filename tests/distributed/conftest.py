@@ -1,15 +1,34 @@
-"""Session fixtures shared across test files, so each is trained once per session: a tiny
+"""Session fixtures shared across test files, so each is trained once per session: the two-stage
+TP=2 run with in-training benchmarks (training resume tests, in-training evaluation); a tiny
 teacher (distillation, pruning lineage); for the post-training tests (SFT, reward model, DPO,
 online DPO) one tiny pre-trained checkpoint, synthetic preference data and one reward model."""
 from pathlib import Path
 
 import pytest
 
-from tests.distributed.launch import kanana
+from tests.distributed.launch import REPO, kanana
 from tests.distributed.stored_curves import check_curve
 from tests.distributed.training_setup import make_inputs, write_config
 
 SEQ = 64
+LOCAL_TASKS = str(REPO / "megatron_kanana" / "evaluation" / "local_tasks")
+TWO_STAGES = "data.stage_steps={stage1: 4, stage2: 2}"
+EVALUATION = {"tasks": ["kanana_kmmlu_mini", "kanana_ppl_mini"], "interval": 3, "at_stage_end": True, "limit": 4,
+              "batch_size": 4, "bootstrap_iters": 10, "include_path": [LOCAL_TASKS]}
+
+
+@pytest.fixture(scope="session")
+def two_stage_tp2(tmp_path_factory) -> tuple[Path, Path]:
+    """(root with the tiny inputs, run): `tiny` at TP=2 on two processes, 4 + 2 steps across
+    the stage boundary, benchmarks every 3 steps and at stage ends. Its losses are the stored
+    curve recorded without evaluation, so it is also the straight run that resume tests match."""
+    root = tmp_path_factory.mktemp("two_stage")
+    make_inputs(root)
+    run = root / "straight"
+    config = write_config(root, run, parallel={"tensor_model_parallel_size": 2}, evaluation=EVALUATION)
+    kanana("train", str(config), "--nproc", "2", TWO_STAGES, timeout=300)
+    check_curve("pretrain_tp2", run)
+    return root, run
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,10 @@
 """In-training evaluation (an `evaluation` section) end to end, at TP=2 on two processes.
 
-The tiny model trains the two-stage run of test_training.py (4 + 2 steps) with benchmarks
+The session's two-stage TP=2 run (conftest.two_stage_tp2, 4 + 2 steps) trains with benchmarks
 every 3 steps and at stage ends: its losses must be the stored curve of that run without
-evaluation (bit for bit), metrics.jsonl must hold the benchmarks at steps 3, 4 and 6, the
-number at step 4 must be `kanana eval`'s on the checkpoint saved then, and `kanana plot`
-must draw them. (Bad sections, unknown tasks included: tests/unit/evaluation/test_config.py.)
+evaluation (test_training.py's resumed runs, without evaluation, match it bit for bit),
+metrics.jsonl must hold the benchmarks at steps 3, 4 and 6, the number at step 4 must be
+`kanana eval`'s on the checkpoint saved then, and `kanana plot` must draw them. (Bad sections, unknown tasks included: tests/unit/evaluation/test_config.py.)
 """
 import json
 from pathlib import Path
@@ -12,30 +12,16 @@ from pathlib import Path
 import pytest
 
 from megatron_kanana.training.plot import plot_run
-from tests.distributed.launch import REPO, kanana
+from tests.distributed.conftest import LOCAL_TASKS
+from tests.distributed.launch import kanana
 from tests.distributed.stored_curves import check_curve
-from tests.distributed.training_setup import make_inputs, write_config
 
 pytestmark = pytest.mark.distributed
-LOCAL_TASKS = str(REPO / "megatron_kanana" / "evaluation" / "local_tasks")
-STEPS = "data.stage_steps={stage1: 4, stage2: 2}"
-EVALUATION = {"tasks": ["kanana_kmmlu_mini", "kanana_ppl_mini"], "interval": 3, "at_stage_end": True, "limit": 4,
-              "batch_size": 4, "bootstrap_iters": 10, "include_path": [LOCAL_TASKS]}
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("evaltrain")
-    make_inputs(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def run(inputs) -> Path:
-    run = inputs / "evaluated"
-    config = write_config(inputs, run, parallel={"tensor_model_parallel_size": 2}, evaluation=EVALUATION)
-    kanana("train", str(config), "--nproc", "2", STEPS, timeout=300)
-    return run
+def run(two_stage_tp2) -> Path:
+    return two_stage_tp2[1]
 
 
 def _evaluations(run: Path) -> list[dict]:
@@ -44,7 +30,7 @@ def _evaluations(run: Path) -> list[dict]:
 
 
 def test_losses_are_the_run_without_evaluation(run):
-    check_curve("pretrain_tp2", run)  # recorded by test_training.py's run of this config with no evaluation
+    check_curve("pretrain_tp2", run)  # recorded from this config with no evaluation section
 
 
 def test_benchmarks_logged_at_the_interval_and_stage_ends(run):

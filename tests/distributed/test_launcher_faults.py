@@ -1,7 +1,8 @@
 """Fault drills on the local launcher (`kanana train CONFIG --nproc N`, training/launcher.py):
 SIGTERM to the launcher saves and exits 75 and leaves no process; SIGKILL of the launcher's
 whole process group during an async save leaves no survivor (workers, torchrun, the async
-writer and its helpers), and the next run resumes from the last complete checkpoint."""
+writer and its helpers), the last complete checkpoint stays whole, and the next run resumes
+from it and clears the killed save's partial folder."""
 import json
 import os
 import signal
@@ -103,6 +104,7 @@ def test_sigkill_of_the_launcher_group_during_a_save_leaves_no_survivor_and_resu
     left = survivors(seen)
     assert not left, left
     last = (root / "latest").read_text().strip()
+    assert json.loads((root / last / "kanana.json").read_text())["train_state"]["step"] >= 1
     last_step = int(last.removeprefix("iter_"))
     resumed = subprocess.run([sys.executable, "-m", "megatron_kanana.cli", "train", str(config), "--nproc", "1",
                               MANY_STEPS, "run.exit_after_steps=1"],
@@ -110,3 +112,4 @@ def test_sigkill_of_the_launcher_group_during_a_save_leaves_no_survivor_and_resu
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-4000:]
     assert f"resumed at step {last_step}" in resumed.stdout + resumed.stderr
     assert train_steps(run)[-1] == last_step + 1
+    assert not list(root.glob("iter_*.partial")), "the killed save's partial folder is cleared"

@@ -1,32 +1,35 @@
 """`kanana train` end to end on CPU processes: exact resume across a stage
-boundary, resume at another parallel layout, and a kill -9 in the middle of a save.
+boundary, resume of an old checkpoint, resume at another parallel layout, a trainer
+built in process. (A kill -9 in the middle of a save: test_launcher_faults.py.)
 
-One module-scoped set of inputs (tokenizer, Korean/English datasets, two-stage
-mixture); every run is a real torchrun of the tiny preset, 4 + 2 steps.
+The inputs (tokenizer, Korean/English datasets, two-stage mixture) and the straight
+TP=2 run the resumes must match are the session's (conftest.two_stage_tp2; that run
+also benchmarks in training, which must not move a bit); every run is a real torchrun
+of the tiny preset, 4 + 2 steps.
 """
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.distributed.launch import cpu_env, python
 from tests.distributed.stored_curves import check_curve
-from tests.distributed.training_setup import make_inputs, write_config
+from tests.distributed.training_setup import write_config
 
 pytestmark = pytest.mark.distributed
 STEPS = ["data.stage_steps={stage1: 4, stage2: 2}"]
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    make_inputs(root)
-    return root
+def inputs(two_stage_tp2) -> Path:
+    return two_stage_tp2[0]
+
+
+@pytest.fixture(scope="module")
+def straight(two_stage_tp2) -> Path:
+    return two_stage_tp2[1]
 
 
 def train(config: Path, *overrides: str, nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -40,14 +43,6 @@ def losses(run_dir: Path) -> list[tuple[int, float]]:
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     by_step = {r["iteration"]: r["loss"] for r in records if r.get("kind") == "train"}
     return sorted(by_step.items())
-
-
-@pytest.fixture(scope="module")
-def straight(inputs):
-    run = inputs / "straight"
-    train(write_config(inputs, run, parallel={"tensor_model_parallel_size": 2}))
-    check_curve("pretrain_tp2", run)  # two stages at TP=2
-    return run
 
 
 def test_resume_is_bit_exact_across_a_stage_boundary(inputs, straight):
@@ -110,33 +105,3 @@ def test_resume_at_another_layout(inputs, straight):
     for step in (4, 5, 6):
         assert got[step] == pytest.approx(expected[step], rel=1e-4), step
     check_curve("pretrain_tp2_resumed_pp2", run)  # steps 4-6 (both stages) at PP=2
-
-
-def test_kill_during_save_keeps_previous_checkpoint(inputs):
-    run = inputs / "killed"
-    config = write_config(inputs, run, checkpoint={"save_interval": 1, "keep_last": 0})
-    cmd = [sys.executable, "-m", "megatron_kanana.cli", "train", str(config), "--nproc", "2", *STEPS]
-    proc = subprocess.Popen(cmd, env=cpu_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    ckpts = run / "checkpoints"
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:  # a save in progress after at least one complete one
-            if (ckpts / "latest").exists() and list(ckpts.glob("iter_*.partial")):
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-            assert proc.poll() is None, "the run ended before a save could be interrupted"
-            time.sleep(0.005)
-        else:
-            pytest.fail("no save was caught in progress")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    latest = (ckpts / "latest").read_text().strip()
-    assert (ckpts / latest / "kanana.json").exists()
-    step = json.loads((ckpts / latest / "kanana.json").read_text())["train_state"]["step"]
-    train(config)  # resumes from the last complete checkpoint and finishes
-    assert losses(run)[-1][0] == 6
-    assert not list(ckpts.glob("iter_*.partial")), "stale partial saves are cleaned up"
-    assert step >= 1
