@@ -1,7 +1,9 @@
 """Rebuild the demo's help-pages corpus (megatron_kanana/data/corpus/help/) from Debian packages.
 
     mkdir -p /tmp/debs && cd /tmp/debs && apt-get download libreoffice-help-en-us gimp-help-en \\
-        libreoffice-help-ko gimp-help-ko gnome-user-docs debian-faq-ko installation-guide-amd64
+        libreoffice-help-ko gimp-help-ko gnome-user-docs gnome-devel-docs gnome-terminal-data \\
+        gnome-boxes gnome-calculator gnome-sudoku cheese-common gnome-dictionary gnome-mines \\
+        gnome-mahjongg lightsoff hitori debian-faq-ko installation-guide-amd64
     python tools/build_demo_corpus.py --debs /tmp/debs
 
 Each package is unpacked with `dpkg-deb -x` into a temporary folder; every help page
@@ -41,7 +43,8 @@ class HelpPackage:
     root: str                   # folder of its pages inside the package
     licence: str                # SPDX id, from its usr/share/doc/<package>/copyright (GIMP: gimp-help-common's)
     pattern: str = "*.html"     # its pages under root
-    skip: tuple[str, ...] = ()  # page name prefixes left out (a licence's own text)
+    skip: tuple[str, ...] = ()  # page name or path prefixes left out (a licence's own text)
+    folders: tuple[str, ...] = ()  # root's subfolders read (a package's manuals of one licence); () all
     guides: tuple[str, ...] | None = None  # page name prefixes that are guides; None: every page is one
 
 
@@ -50,17 +53,34 @@ class HelpPackage:
 GIMP_GUIDES = ("gimp-introduction", "gimp-concepts", "gimp-stuck", "gimp-using", "gimp-tutorial",
                "gimp-fire-up", "gimp-imaging", "gimp-images", "gimp-painting", "gimp-colors")
 GIMP_LICENCE = "GFDL-1.2-or-later"
+GNOME_HELP_KO = "usr/share/help/ko"
+# GNOME application help whose copyright file gives the help a licence of its own (CC-BY-SA-3.0),
+# the one the pages state; applications whose copyright file and pages disagree are left out (README).
+GNOME_APPS_CC_BY_SA = ("gnome-boxes", "gnome-calculator", "gnome-sudoku", "cheese-common", "gnome-dictionary",
+                       "gnome-mines", "gnome-mahjongg", "lightsoff", "hitori")
+GNOME_LICENCE_PAGE = "license.page"  # a summary of the CC licence the manual is under
 PACKAGES = (
-    # English: LibreOffice and GIMP help, ~5.7 MB of prose, more than the demo needs.
+    # English: LibreOffice and GIMP help, 5.5 MB of prose, more than the demo needs.
     HelpPackage("libreoffice-help-en-us", "en", "usr/share/libreoffice/help/en-US", "MPL-2.0", guides=()),
     HelpPackage("gimp-help-en", "en", "usr/share/gimp/2.0/help/en", GIMP_LICENCE, skip=("gfdl",),
                 guides=GIMP_GUIDES),
-    # Korean: the same two (the GIMP translation is mostly unfinished), then three Korean-only
-    # manuals whose pages are all long-form guides, to pass 3 MB.
+    # Korean: the same two (the GIMP translation is mostly unfinished), then the GNOME help and
+    # two Debian manuals, whose pages are all long-form guides: 3.8 MB, 3.2 MB after the demo's curation.
     HelpPackage("libreoffice-help-ko", "ko", "usr/share/libreoffice/help/ko", "MPL-2.0", guides=()),
     HelpPackage("gimp-help-ko", "ko", "usr/share/gimp/2.0/help/ko", GIMP_LICENCE, skip=("gfdl",),
                 guides=GIMP_GUIDES),
-    HelpPackage("gnome-user-docs", "ko", "usr/share/help/ko", "CC-BY-SA-3.0", pattern="*.page"),
+    HelpPackage("gnome-user-docs", "ko", GNOME_HELP_KO, "CC-BY-SA-3.0", pattern="*.page"),
+    # gnome-devel-docs: the developer tutorials, platform overview and programming guidelines
+    # (CC-BY-SA-3.0), the optimization guide (GFDL); the accessibility guide has no Korean.
+    HelpPackage("gnome-devel-docs", "ko", GNOME_HELP_KO, "CC-BY-SA-3.0", pattern="*.page",
+                skip=(f"gnome-devel-demos/{GNOME_LICENCE_PAGE}",),
+                folders=("gnome-devel-demos", "platform-overview", "programming-guidelines")),
+    HelpPackage("gnome-devel-docs", "ko", GNOME_HELP_KO, "GFDL-1.1-or-later", pattern="*.page",
+                folders=("optimization-guide",)),
+    # copyright: GPL-3+ for the whole package; the pages: CC-BY-SA-3.0 or GPL version 3. Both allow GPL-3.0.
+    HelpPackage("gnome-terminal-data", "ko", GNOME_HELP_KO, "GPL-3.0-only", pattern="*.page"),
+    *(HelpPackage(name, "ko", GNOME_HELP_KO, "CC-BY-SA-3.0", pattern="*.page", skip=(GNOME_LICENCE_PAGE,))
+      for name in GNOME_APPS_CC_BY_SA),
     HelpPackage("debian-faq-ko", "ko", "usr/share/doc/debian/FAQ/ko", "Debian-FAQ-permission-notice",
                 pattern="*.ko.html"),
     HelpPackage("installation-guide-amd64", "ko", "usr/share/doc/installation-guide-amd64/ko", "GPL-2.0",
@@ -102,7 +122,8 @@ def package_documents(package: HelpPackage, unpacked: Path) -> list[dict]:
     docs = []
     for page in sorted(root.rglob(package.pattern)):
         relpath = page.relative_to(root).as_posix()
-        if page.name.startswith(package.skip):
+        if page.name.startswith(package.skip) or relpath.startswith(package.skip) or (
+                package.folders and not relpath.startswith(tuple(f"{folder}/" for folder in package.folders))):
             continue
         text = "\n".join(page_paragraphs(page.read_text(encoding="utf-8", errors="replace"), package.lang))
         if len(text) < MIN_CHARS[package.lang]:
@@ -132,8 +153,9 @@ def build(debs: Path, out_dir: Path) -> dict[str, list[dict]]:
     found = {p.name: find_deb(debs, p.name) for p in PACKAGES}  # every package checked before any work
     groups: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="demo-corpus-") as tmp:
+        unpacked = {name: unpack(deb, Path(tmp) / name) for name, deb in found.items()}
         for package in PACKAGES:
-            for doc in package_documents(package, unpack(found[package.name], Path(tmp) / package.name)):
+            for doc in package_documents(package, unpacked[package.name]):
                 groups.setdefault(f"{doc['lang']}_{doc['quality']}", []).append(doc)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sorted(groups):

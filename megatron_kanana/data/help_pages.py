@@ -3,12 +3,12 @@
 `page_paragraphs(page, lang)` keeps a page's prose: paragraphs, headings, list items and
 table cells, one paragraph per line, whitespace collapsed. It drops what is not prose
 (scripts, navigation bars, tables of contents, index and search boxes, "related topics"
-link lists, debug footers, code listings, Mallard's credits and licence block) and the
-paragraphs the translation left in another language: a Korean page keeps only paragraphs
-that are at least 30% Hangul (the Korean help packages leave untranslated strings in English),
-an English page only those with no Hangul. A paragraph repeated on a page (a note's label,
-a menu path, a platform variant) is kept once. tools/build_demo_corpus.py applies it to
-every page of the Debian help packages.
+link lists, debug footers, code listings (HTML's <pre>, Mallard's block <code>), Mallard's
+credits and licence block) and the paragraphs the translation left in another language:
+a Korean page keeps only paragraphs that are at least 30% Hangul (the Korean help packages
+leave untranslated strings in English), an English page only those with no Hangul. A
+paragraph repeated on a page (a note's label, a menu path, a platform variant) is kept once.
+tools/build_demo_corpus.py applies it to every page of the Debian help packages.
 """
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ SKIP_TAGS = frozenset("head script style header footer aside nav pre noscript bu
                       " info media screen".split())  # the second line: Mallard
 SKIP_NAMES = frozenset(("navheader", "navfooter", "relatedtopics", "DEBUG", "SearchFrame", "DonationFrame",
                         "toc", "list-of-figures", "list-of-tables", "programlisting", "screen", "synopsis"))
+# Mallard has one <code> element for both: inline inside a paragraph, a code listing when it sits
+# directly in one of these block containers (gnome-devel-docs' tutorials have hundreds, some with
+# Korean comments or a README's Korean text, which the Hangul share alone would let through).
+CODE_LISTING_PARENTS = frozenset("page section item example listing note".split())
 VOID = frozenset("area base br col embed hr img input link meta param source track wbr".split())
 # A paragraph of a Korean page is Korean when at least this share of its letters are Hangul
 # (as is_korean and the curation script ratio decide): a sentence naming English commands stays.
@@ -65,7 +69,8 @@ class _ProseParser(html.parser.HTMLParser):
                 self.current.append(" ")
             return
         names = {v for k, v in attrs if k in ("class", "id") and v for v in v.split()}
-        skipped = self._skipping() or tag in SKIP_TAGS or bool(names & SKIP_NAMES)
+        listing = tag == "code" and bool(self.stack) and self.stack[-1][0] in CODE_LISTING_PARENTS
+        skipped = self._skipping() or tag in SKIP_TAGS or bool(names & SKIP_NAMES) or listing
         if not self._skipping() and (tag in BLOCKS or skipped):
             self._flush()
         if tag in CELLS and not skipped:

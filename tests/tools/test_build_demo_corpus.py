@@ -78,6 +78,23 @@ def test_missing_package_names_the_apt_get_line(tool, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_folders_and_path_skips_split_one_package_by_licence(tool, tmp_path):
+    # gnome-devel-docs: one package, manuals under two licences; the demos' license.page left out
+    page = ('<page xmlns="http://projectmallard.org/1.0/"><title>{}</title><p>'
+            + "코드를 작성하기 전에 새 프로젝트를 설정해야 합니다. " * 5 + "</p></page>")
+    root = tmp_path / "usr/share/help/ko"
+    for rel in ("gnome-devel-demos/button.py.page", "gnome-devel-demos/license.page",
+                "programming-guidelines/threading.page", "optimization-guide/massif.page"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(page.format(rel), encoding="utf-8")
+    cc, gfdl = (p for p in tool.PACKAGES if p.name == "gnome-devel-docs")
+    assert [d["id"] for d in tool.package_documents(cc, tmp_path)] == [
+        "gnome-devel-docs/gnome-devel-demos/button.py.page", "gnome-devel-docs/programming-guidelines/threading.page"]
+    doc, = tool.package_documents(gfdl, tmp_path)
+    assert (doc["id"], doc["licence"], doc["quality"]) == (
+        "gnome-devel-docs/optimization-guide/massif.page", "GFDL-1.1-or-later", "guide")
+
+
 def test_quality_rule(tool):
     libreoffice, gimp, gnome = (next(p for p in tool.PACKAGES if p.name == n)
                                 for n in ("libreoffice-help-en-us", "gimp-help-en", "gnome-user-docs"))
@@ -86,3 +103,5 @@ def test_quality_rule(tool):
     assert tool.page_quality(gimp, "gimp-tutorial-quickie.html") == "guide"
     assert tool.page_quality(gimp, "gimp-filter-blur.html") == "reference"
     assert tool.page_quality(gnome, "gnome-help/bluetooth.page") == "guide"
+    devel = next(p for p in tool.PACKAGES if p.name == "gnome-devel-docs")
+    assert tool.page_quality(devel, "gnome-devel-demos/button.py.page") == "guide"

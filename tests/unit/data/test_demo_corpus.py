@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from megatron_kanana.data.demo_corpus import CORPUS_DIR, HELP_FILES, demo_corpus_files, help_corpus_files, read_documents
+from megatron_kanana.curation.config import load_pipeline_config
+from megatron_kanana.curation.pipeline import run_pipeline
+from megatron_kanana.data.demo_corpus import (CORPUS_DIR, HELP_DIR, HELP_FILES, demo_corpus_files, help_corpus_files,
+                                              read_documents)
 from megatron_kanana.data.help_pages import hangul_share
 from megatron_kanana.data.tokenizer_training import is_korean
 
@@ -38,6 +42,18 @@ def test_help_corpus_is_bilingual_split_by_quality_and_under_10_mb():
         assert (min(shares) >= 0.3) if lang == "ko" else (max(shares) == 0.0)
         text_bytes[lang] += sum(len(d["text"].encode("utf-8")) for d in docs)
     assert min(text_bytes.values()) >= 3_000_000
+
+
+def test_demo_curation_keeps_3_mb_of_each_language(tmp_path):
+    # the bar is after the demo's curation (examples/demo/demo.py step 1), not before; ~15 s
+    pipeline = Path(__file__).resolve().parents[3] / "examples" / "curation" / "kanana_pipeline.yaml"
+    config = load_pipeline_config(pipeline)
+    run_pipeline(config.replace(run=config.run.replace(workers=1)), HELP_DIR, tmp_path / "curated")
+    kept = {"en": 0, "ko": 0}
+    for name in HELP_FILES:
+        for doc in read_documents(tmp_path / "curated" / "data" / f"{name}.jsonl"):
+            kept[name[:2]] += len(doc["text"].encode("utf-8"))
+    assert min(kept.values()) >= 3_000_000, kept
 
 
 def test_readme_names_every_source_and_licence():

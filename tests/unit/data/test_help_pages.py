@@ -54,6 +54,22 @@ def test_mallard_page_drops_its_info_block_and_media():
         "블루투스 장치에 컴퓨터 연결하기", "우선 컴퓨터를 장치에 페어링해야 합니다.", "블루투스를 눌러 창을 엽니다."]
 
 
+MALLARD_CODE_KO = """<page xmlns="http://projectmallard.org/1.0/" type="topic" id="hello" xml:lang="ko">
+  <title>첫 프로그램</title>
+  <p>다음 코드를 <code>main.c</code> 파일에 넣으십시오:</p>
+  <code mime="text/x-csrc">/* 창을 만듭니다 */
+gtk_window_new ();</code>
+  <section><code style="numbered">이 프로그램을 빌드하려면 다음 명령을 실행하십시오: make install</code></section>
+  <steps><item><code>make</code><p><code>make</code> 명령으로 빌드합니다.</p></item></steps>
+</page>"""
+
+
+def test_mallard_code_listings_are_dropped_inline_code_stays():
+    # a listing's Korean comment or README text is not prose; inline code inside a sentence is
+    assert page_paragraphs(MALLARD_CODE_KO, "ko") == [
+        "첫 프로그램", "다음 코드를 main.c 파일에 넣으십시오:", "make 명령으로 빌드합니다."]
+
+
 def test_hangul_share_and_bad_language():
     assert hangul_share("한국어 text") == pytest.approx(3 / 7)
     assert hangul_share("123 -") == 0.0
