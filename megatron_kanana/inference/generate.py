@@ -2,6 +2,7 @@
 
     kanana generate demo_out/run/checkpoints --prompt "대한민국은" --prompt "The module" --max-new-tokens 24
     kanana generate RUN_DIR --prompt "..." --temperature 0.8 --top-p 0.9 --top-k 50 --seed 1
+    kanana generate RUN_DIR --prompt "..." --repetition-penalty 1.3     # greedy, repeats discouraged
 
 Loads the model at TP=1/PP=1 in this one process whatever layout it was trained
 at (dist checkpoints reshard on load), with the tokenizer recorded in the
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass kept when sampling, in (0, 1]")
     parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens; 0 = all")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same output)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="> 1 discourages ids already in the prompt or output (CTRL / HF rule); 1 = off")
     parser.add_argument("--tokenizer", default=None, help="override the tokenizer recorded in the checkpoint")
     parser.add_argument("--chat", action="store_true",
                         help="each prompt is a user turn of the chat template; stop at the end of turn")
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         sampling = SamplingSettings(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
-                                    seed=args.seed)
+                                    seed=args.seed, repetition_penalty=args.repetition_penalty)
         outputs = generate(args.checkpoint, args.prompt, args.max_new_tokens, args.tokenizer, sampling, args.chat)
     except (layout.CheckpointError, ValueError) as e:
         print(f"kanana generate: error: {e}", file=sys.stderr)

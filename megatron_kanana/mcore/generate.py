@@ -43,7 +43,7 @@ from megatron.core.inference.contexts import StaticInferenceContext
 from megatron.core.process_groups_config import ProcessGroupCollection
 
 from megatron_kanana.mcore import cpu_backend, runtime
-from megatron_kanana.mcore.sampling import SamplingSettings, choose_tokens
+from megatron_kanana.mcore.sampling import SamplingSettings, choose_tokens, seen_ids
 
 PAD_ID = 0  # what fills pad slots; never attended to by a real token, so any valid id works
 
@@ -74,6 +74,7 @@ def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_to
         ids[i, pads[i]:prompt_len] = torch.tensor(prompt, dtype=torch.long)
     context = StaticInferenceContext(batch, total)
     generator = sampling.generator()
+    repeats = _Repeats(prompts) if sampling.penalizes_repeats else None
     finished = [False] * batch
     device = next(model.parameters()).device
     was_training = model.training
@@ -86,7 +87,7 @@ def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_to
                 logits = steps.forward(start, end, context)
                 context.sequence_len_offset = end
                 context.enable_decode_mode()
-                chosen = _agree_on_tokens(model, logits, batch, sampling, generator, groups)
+                chosen = _agree_on_tokens(model, logits, batch, sampling, generator, groups, repeats)
                 steps.ids_BT[:, end] = chosen.to(device)
                 for i, token in enumerate(chosen.tolist()):
                     if not finished[i]:
@@ -237,15 +238,36 @@ class _Steps:
 
 def _agree_on_tokens(model: torch.nn.Module, logits_BV: Optional[torch.Tensor], batch: int,
                      sampling: SamplingSettings, generator: torch.Generator,
-                     groups: ProcessGroupCollection) -> torch.Tensor:
+                     groups: ProcessGroupCollection, repeats: Optional["_Repeats"] = None) -> torch.Tensor:
     """TP rank 0 of the last stage chooses; TP then PP broadcasts give every rank the same ids."""
     chosen = torch.empty(batch, dtype=torch.long, device=runtime.comm_device())
     if model.post_process:
         if dist.get_rank(group=groups.tp) == 0:
-            chosen.copy_(choose_tokens(logits_BV, sampling, generator))
+            seen = repeats.seen(logits_BV.shape[-1]) if repeats is not None else None
+            chosen.copy_(choose_tokens(logits_BV, sampling, generator, seen))
         if dist.get_world_size(group=groups.tp) > 1:
             dist.broadcast(chosen, src=dist.get_global_rank(groups.tp, 0), group=groups.tp)
     pp_size = dist.get_world_size(group=groups.pp)
     if pp_size > 1:
         dist.broadcast(chosen, src=dist.get_global_rank(groups.pp, pp_size - 1), group=groups.pp)
-    return chosen.cpu()
+    chosen = chosen.cpu()
+    if repeats is not None:
+        repeats.add(chosen)
+    return chosen
+
+
+class _Repeats:
+    """Which ids each row holds so far (prompt, then every chosen token; never the pad slots),
+    for the repetition penalty. The mask is built at the first step, at the logits' width."""
+
+    def __init__(self, prompts: list[list[int]]):
+        self.prompts, self.mask = prompts, None
+
+    def seen(self, vocab: int) -> torch.Tensor:
+        if self.mask is None:
+            self.mask = seen_ids(self.prompts, vocab)
+        return self.mask
+
+    def add(self, chosen_B: torch.Tensor) -> None:
+        if self.mask is not None:  # only the rank that chooses keeps one
+            self.mask[torch.arange(len(chosen_B)), chosen_B] = True

@@ -35,6 +35,9 @@ PROMPTS = [[5, 9, 2, 11, 40, 7, 300], [7], [100, 200, 300], [42, 43]]
 NEW = 8
 CLI_PROMPTS = ["The module", "대한민국은 아름다운"]
 SAMPLING = SamplingSettings(temperature=1.0, top_k=50, top_p=0.9, seed=11)
+# below 1 the rule favours ids already in the row: a random model's greedy output never
+# repeats, so only that direction changes its tokens (the arithmetic is the same either way)
+PENALTY = SamplingSettings(repetition_penalty=0.5)
 
 
 def build(tp: int, pp: int, groups=None):
@@ -46,12 +49,17 @@ def build(tp: int, pp: int, groups=None):
 
 
 @torch.no_grad()
-def recompute_greedy(model, prompt: list[int]) -> list[int]:
-    """The spec: no cache, the whole sequence re-run for every token (TP=1, PP=1)."""
+def recompute_greedy(model, prompt: list[int], repetition_penalty: float = 1.0) -> list[int]:
+    """The spec: no cache, the whole sequence re-run for every token (TP=1, PP=1); with a
+    repetition penalty, the logits go through Hugging Face's own processor first."""
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    penalize = RepetitionPenaltyLogitsProcessor(repetition_penalty)
     tokens = list(prompt)
     for _ in range(NEW):
         ids = torch.tensor([tokens])
-        tokens.append(int(model(ids, torch.arange(len(tokens))[None], None)[0, -1].argmax()))
+        logits = model(ids, torch.arange(len(tokens))[None], None)[:, -1].float()
+        tokens.append(int(penalize(ids, logits)[0].argmax()))
     return tokens[len(prompt):]
 
 
@@ -69,6 +77,8 @@ def phase_ref(workdir: Path) -> dict:
         "sampled_again": generate(chunks, PROMPTS, NEW, SAMPLING).tokens,
         "sampled_other_seed": generate(chunks, PROMPTS, NEW, SamplingSettings(1.0, 0.9, 50, seed=12)).tokens,
         "top_p_tiny": generate(chunks, PROMPTS, NEW, SamplingSettings(temperature=1.0, top_p=1e-9, seed=3)).tokens,
+        "penalized": generate(chunks, PROMPTS, NEW, PENALTY).tokens,
+        "penalized_recompute": [recompute_greedy(model, p, PENALTY.repetition_penalty) for p in PROMPTS],
         "stop_token": stop,
         "stopped": generate(chunks, PROMPTS, NEW, stop_token=stop).tokens,
     }}
@@ -98,7 +108,8 @@ def phase_layouts(workdir: Path) -> dict:
         _, _, chunks = build(tp, pp)
         checkpoint.load_model(chunks, workdir / "init")
         mine = {"greedy": generate(chunks, PROMPTS, NEW).tokens,
-                "sampled": generate(chunks, PROMPTS, NEW, SAMPLING).tokens}
+                "sampled": generate(chunks, PROMPTS, NEW, SAMPLING).tokens,
+                "penalized": generate(chunks, PROMPTS, NEW, PENALTY).tokens}
         everyone = [None] * dist.get_world_size()
         dist.all_gather_object(everyone, mine)
         results[tag] = everyone

@@ -52,6 +52,17 @@ def test_seeded_sampling_reproducible_and_identical_across_ranks(results):
         assert tp_or_pp_ranks[0] == tp_or_pp_ranks[1], tag
 
 
+def test_repetition_penalty_is_hf_processor_on_the_recompute_at_every_layout(results):
+    """Batched, left-padded and KV-cached, the penalty sees each row's own prompt and output
+    (not the pad slots): the same tokens as HF's RepetitionPenaltyLogitsProcessor on the
+    no-cache recompute of each row alone, on every rank at TP=2 and PP=2."""
+    ref, layouts = results
+    assert ref["penalized"] == ref["penalized_recompute"]
+    assert ref["penalized"] != ref["greedy"]
+    for tag in ("tp2", "pp2"):
+        assert [rank["penalized"] for rank in layouts[tag]] == [ref["penalized"]] * 2, tag
+
+
 def test_stop_token_ends_only_its_row(results):
     ref, _ = results
     stop = ref["stop_token"]
@@ -88,6 +99,7 @@ def test_kanana_generate_cli_batches_and_samples(results, tmp_path_factory):
     assert completions() == ref["cli"]  # both prompts in one batch = each generated alone
     # the seed's reproducibility is tested on the library above; here: the flags reach it
     assert completions("--temperature", "1.0", "--top-p", "0.95", "--seed", "3") != ref["cli"]
+    assert completions("--repetition-penalty", "0.5") != ref["cli"]
     bad = subprocess.run([sys.executable, "-m", "megatron_kanana.cli", *args, "--top-p", "0"],
                          env=cpu_env(), capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "kanana generate: error: top_p must be in (0, 1]" in bad.stderr  # the one boundary

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from megatron_kanana.mcore.generate import attention_mask
-from megatron_kanana.mcore.sampling import SamplingSettings, choose_tokens, filter_logits
+from megatron_kanana.mcore.sampling import SamplingSettings, choose_tokens, filter_logits, penalize_repeats, seen_ids
 
 NEG_INF = float("-inf")
 
@@ -96,3 +96,28 @@ def test_generate_refuses_interleaved_chunks():
 
     with pytest.raises(NotImplementedError, match="virtual_pipeline_model_parallel_size"):
         generate([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)], [[1, 2]], 4)
+
+
+def test_repetition_penalty_equals_the_hf_processor():
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 40, generator=g) * 3
+    rows = [[1, 5, 5, 39], [0], [7, 2, 30, 31, 2]]
+    for penalty in (1.3, 0.7):
+        ours = penalize_repeats(logits, seen_ids(rows, 40), penalty)
+        theirs = torch.cat([RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([r]), logits[i:i + 1].clone())
+                            for i, r in enumerate(rows)])
+        assert torch.equal(ours, theirs), penalty
+    assert torch.equal(penalize_repeats(logits, seen_ids(rows, 40), 1.0), logits)
+
+
+def test_repetition_penalty_changes_the_greedy_choice_and_needs_the_seen_ids():
+    logits = torch.tensor([[2.0, 1.5, -1.0]])
+    settings = SamplingSettings(repetition_penalty=2.0)
+    assert choose_tokens(logits, SamplingSettings(), torch.Generator()).tolist() == [0]
+    assert choose_tokens(logits, settings, torch.Generator(), seen_ids([[0]], 3)).tolist() == [1]  # 2/2 < 1.5
+    with pytest.raises(ValueError, match="repetition_penalty needs the seen ids"):
+        choose_tokens(logits, settings, torch.Generator())
+    with pytest.raises(ValueError, match="repetition_penalty must be > 0"):
+        SamplingSettings(repetition_penalty=0.0)
