@@ -12,9 +12,9 @@ it builds them, so the two backends score the same token sequences:
   the continuation's tokens are the targets of its last len(continuation) slots.
 - loglikelihood_rolling: lm-eval's disjoint rolling windows of max_length, summed.
 - generate_until: KV-cached batched greedy generation (mcore/generate.py), the
-  context left-truncated to max_length - max_gen_toks; the row stops early at the
-  end-of-text token and the text is cut at the first stop sequence afterwards
-  (lm-eval's own post-processing).
+  context left-truncated to max_length - max_gen_toks; a row ends at the end-of-text
+  token or once its text holds a stop sequence (the batch ends when every row has),
+  and the text is cut at the first stop sequence (lm-eval's own post-processing).
 
 lm-eval's rank/world size are the data-parallel ones (mcore/scoring.py): every rank
 of one model replica receives the same requests.
@@ -166,7 +166,8 @@ class KananaLM(TemplateLM):
             if max_gen >= self.max_length:
                 raise ValueError(f"max_gen_toks {max_gen} must be below the model's context {self.max_length}")
             prompts = [self.tok_encode(c)[-(self.max_length - max_gen):] for c in contexts]
-            out = generate(self.chunks, prompts, max_gen, stop_token=self.eot_token_id)
+            out = generate(self.chunks, prompts, max_gen, stop_token=self.eot_token_id,
+                           row_done=self._stop_sequence_check(until))
             for context, tokens in zip(contexts, out.tokens):
                 if self.eot_token_id in tokens:
                     tokens = tokens[:tokens.index(self.eot_token_id)]
@@ -175,6 +176,14 @@ class KananaLM(TemplateLM):
                 results.append(text)
                 self.cache_hook.add_partial("generate_until", (context, all_kwargs[0]), text)
         return collator.get_original(results)
+
+    def _stop_sequence_check(self, until: list[str]):
+        """A row is done once its text holds a stop sequence: the text lm-eval keeps is cut at the
+        first one, so later tokens cannot change it. HF's backend stops its batch the same way
+        (its MultiTokenEOSCriteria), so a batch does not run on to max_gen_toks after every row
+        has answered."""
+        decode = self.kanana_tokenizer.decode
+        return lambda tokens: any(stop in decode(tokens) for stop in until) if until else False
 
 
 def _longest_first(req: Request):

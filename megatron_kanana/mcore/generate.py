@@ -3,6 +3,7 @@
     out = generate(chunks, [[5, 9, 2], [7]], max_new_tokens=16,
                    sampling=SamplingSettings(temperature=0.8, top_p=0.9, seed=1), stop_token=eod)
     out.tokens[i], out.lengths[i]          # new tokens of row i (its stop token included)
+    generate(..., row_done=lambda new: "\n\n" in tok.decode(new))   # a row also ends where this says
 
 Every rank of a model replica calls it with the same prompts; data-parallel
 replicas generate their own prompts independently (no DP collective is used).
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -57,8 +58,13 @@ class Generation:
 @torch.no_grad()
 def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_tokens: int,
              sampling: SamplingSettings = SamplingSettings(), stop_token: Optional[int] = None,
-             groups: Optional[ProcessGroupCollection] = None) -> Generation:
-    """New tokens for each prompt; call on every rank of the model replica with the same arguments."""
+             groups: Optional[ProcessGroupCollection] = None,
+             row_done: Optional[Callable[[list[int]], bool]] = None) -> Generation:
+    """New tokens for each prompt; call on every rank of the model replica with the same arguments.
+
+    A row ends at `stop_token` or once `row_done(its new tokens)` is true (a stop sequence, say);
+    generation ends when every row has. Every rank holds the same tokens, so every rank reaches
+    the same decision without a collective, provided `row_done` is deterministic."""
     model = _single_chunk(chunks)
     _check_request(model, prompts, max_new_tokens)
     groups = groups or runtime.model_groups()
@@ -92,7 +98,8 @@ def generate(chunks: list[torch.nn.Module], prompts: list[list[int]], max_new_to
                 for i, token in enumerate(chosen.tolist()):
                     if not finished[i]:
                         tokens[i].append(token)
-                        finished[i] = stop_token is not None and token == stop_token
+                        finished[i] = ((stop_token is not None and token == stop_token)
+                                       or (row_done is not None and row_done(tokens[i])))
                 if all(finished):
                     break
                 start, end = end, end + 1

@@ -104,3 +104,11 @@ def test_a_sentencepiece_tokenizer_builds_the_lm(tmp_path, monkeypatch):
     lm = KananaLM([], load_tokenizer(tmp_path), max_length=12, batch_size=3, dp=OneReplica())
     assert lm.encoder_name == "sentencepiece"
     assert lm.tok_encode("안녕하세요") == load_tokenizer(tmp_path).encode("안녕하세요")
+
+
+def test_a_row_is_done_once_its_text_holds_a_stop_sequence(lm):
+    done = lm._stop_sequence_check(["Question:", "\n\n"])
+    assert not done(lm.tok_encode("The answer is 4"))
+    assert done(lm.tok_encode("The answer is 4\n\nmore"))
+    assert done(lm.tok_encode("4 Question: what"))
+    assert not lm._stop_sequence_check([])(lm.tok_encode("Question:"))
