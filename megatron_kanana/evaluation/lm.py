@@ -182,8 +182,10 @@ class KananaLM(TemplateLM):
         first one, so later tokens cannot change it. HF's backend stops its batch the same way
         (its MultiTokenEOSCriteria), so a batch does not run on to max_gen_toks after every row
         has answered."""
+        if not until:
+            return None
         decode = self.kanana_tokenizer.decode
-        return lambda tokens: any(stop in decode(tokens) for stop in until) if until else False
+        return lambda tokens: any(stop in decode(tokens) for stop in until)
 
 
 def _longest_first(req: Request):

@@ -81,6 +81,7 @@ def phase_ref(workdir: Path) -> dict:
         "penalized_recompute": [recompute_greedy(model, p, PENALTY.repetition_penalty) for p in PROMPTS],
         "stop_token": stop,
         "stopped": generate(chunks, PROMPTS, NEW, stop_token=stop).tokens,
+        "row_done": generate(chunks, PROMPTS, NEW, row_done=lambda new: stop in new).tokens,
     }}
 
 

@@ -69,6 +69,8 @@ def test_stop_token_ends_only_its_row(results):
     first = ref["greedy"][0]
     assert ref["stopped"][0] == first[:first.index(stop) + 1]
     assert ref["stopped"][1:] == [row[:row.index(stop) + 1] if stop in row else row for row in ref["greedy"][1:]]
+    # a row_done callback (a stop sequence, in kanana eval) ends rows exactly where the stop token does
+    assert ref["row_done"] == ref["stopped"]
 
 
 def test_generation_thread_on_duplicate_groups_beside_training(results):
