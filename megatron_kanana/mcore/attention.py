@@ -1,10 +1,18 @@
-"""Core attention through torch's scaled_dot_product_attention.
+"""Attention modules: core attention through torch's scaled_dot_product_attention, and a
+self-attention that caches rotated keys when generating.
 
 megatron-core's local spec uses an unfused attention that materialises the
 [batch, heads, seq, seq] score matrix: for the Nano shape at sequence 4096 it
 ran out of memory on an 80 GB H100 (megatron-core-notes.md). SDPA picks flash
 or cuDNN kernels on GPU and a memory-efficient path on CPU, and `enable_gqa`
 lets K/V stay at their KV-head count instead of being repeated per query head.
+
+megatron-core's static-batching KV cache (mcore/generate.py) stores keys before
+RoPE and rotates the whole cache again at every decode step: cos and sin of a
+[len, B, 1, D] table and the rotation itself, per layer, for every token
+generated. `RotatedKeyCacheAttention` rotates each key once, before it is
+cached (as HF and vLLM do); the rotation is elementwise, so every cached key is
+bit-identical to what megatron-core would have rotated at that step.
 """
 from __future__ import annotations
 
@@ -13,6 +21,11 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from megatron.core.models.common.embeddings.rope_utils import apply_rotary_pos_emb
+from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import (
+    _yarn_get_concentration_factor_from_config,
+)
+from megatron.core.transformer.attention import SelfAttention
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
@@ -56,3 +69,27 @@ class SDPACoreAttention(MegatronModule):
         )
         # back to [seq, batch, heads * dim], what linear_proj expects
         return out.permute(2, 0, 1, 3).reshape(sq, q.shape[0], -1)
+
+
+class RotatedKeyCacheAttention(SelfAttention):
+    """megatron's SelfAttention whose static-batching KV cache holds keys after RoPE.
+
+    Only `_adjust_key_value_for_inference` changes, and only for a static-batching
+    context with a rotary table: the step's new keys are rotated (by their own
+    slots of the table) before megatron-core caches them, and the key half of the
+    returned table is None, which makes the forward skip the key rotation. Training,
+    scoring and every other path run megatron's code unchanged."""
+
+    def _adjust_key_value_for_inference(self, inference_context, query, key, value, rotary_pos_emb,
+                                        *args, **kwargs):
+        if (inference_context is None or not inference_context.is_static_batching()
+                or not isinstance(rotary_pos_emb, tuple) or rotary_pos_emb[1] is None):
+            return super()._adjust_key_value_for_inference(inference_context, query, key, value,
+                                                           rotary_pos_emb, *args, **kwargs)
+        start = inference_context.sequence_len_offset
+        key = apply_rotary_pos_emb(key, rotary_pos_emb[1][start:start + key.size(0)], config=self.config,
+                                   mscale=_yarn_get_concentration_factor_from_config(self.config),
+                                   cp_group=self.pg_collection.cp)
+        query, key, value, rotary_pos_emb, mask_type, block_table = super()._adjust_key_value_for_inference(
+            inference_context, query, key, value, rotary_pos_emb, *args, **kwargs)
+        return query, key, value, (rotary_pos_emb[0], None), mask_type, block_table

@@ -13,8 +13,9 @@ final norm included) and MLP activation swapped for kanana_kernels-backed
 modules (mcore/kernel_layers.py). `kernels.lm_head_loss: fused` also makes the
 last stage return hidden states for the fused LM-head loss (mcore/fused_head.py).
 RoPE (plain or scaled per `shape.rope_scaling`) is megatron-core's, set up by
-mcore/rope.py. All variants map to the same dist-checkpoint keys, so a checkpoint does not
-depend on which one ran.
+mcore/rope.py. Both specs' self-attention is `RotatedKeyCacheAttention`
+(mcore/attention.py: generation caches keys after RoPE). All variants map to
+the same dist-checkpoint keys, so a checkpoint does not depend on which one ran.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from megatron.core.transformer.transformer_block import TransformerBlockSubmodul
 from megatron.core.transformer.transformer_config import TransformerConfig
 
 from megatron_kanana.mcore import compat
-from megatron_kanana.mcore.attention import SDPACoreAttention
+from megatron_kanana.mcore.attention import RotatedKeyCacheAttention, SDPACoreAttention
 from megatron_kanana.mcore.fused_head import install_fused_lm_head
 from megatron_kanana.mcore.kernel_layers import KernelRMSNorm, KernelSwiGLUMLP
 from megatron_kanana.mcore.rope import gpt_rope_kwargs, scale_frequencies, set_yarn_fields
@@ -119,9 +120,12 @@ def layer_spec(use_transformer_engine: Optional[bool] = None,
     if use_transformer_engine:  # TE fuses the norm into its linears and the activation into its MLP
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_with_transformer_engine_spec
 
-        return get_gpt_layer_with_transformer_engine_spec()
+        spec = get_gpt_layer_with_transformer_engine_spec()
+        spec.submodules.self_attention.module = RotatedKeyCacheAttention
+        return spec
     spec = get_gpt_layer_local_spec(normalization="RMSNorm")
     layer = spec.submodules
+    layer.self_attention.module = RotatedKeyCacheAttention
     layer.self_attention.submodules.core_attention = SDPACoreAttention
     norm = kernel_norm_spec(kernels)
     if norm is not None:

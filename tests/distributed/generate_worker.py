@@ -6,7 +6,8 @@
 `ref` (one process) builds a tiny random untied model at TP=1, saves it as a
 dist checkpoint and records: KV-cached batched greedy, each row alone, the
 no-cache recompute (argmax of a full forward per step), seeded sampling twice,
-top_p → 0, and a stop token. `layouts` (2 processes) loads that checkpoint
+top_p → 0, a stop token, and the logits and KV cache of megatron-core's own
+SelfAttention on the same weights (the project's caches rotated keys). `layouts` (2 processes) loads that checkpoint
 resharded at TP=2 and at PP=2 and records every rank's greedy and sampled
 tokens, then at TP=2 runs greedy generation in a thread on a second copy built
 with duplicated process groups while the main thread runs forward/backward on
@@ -82,7 +83,53 @@ def phase_ref(workdir: Path) -> dict:
         "stop_token": stop,
         "stopped": generate(chunks, PROMPTS, NEW, stop_token=stop).tokens,
         "row_done": generate(chunks, PROMPTS, NEW, row_done=lambda new: stop in new).tokens,
+        "against_megatron_attention": against_megatron_attention(shape, chunks),
     }}
+
+
+def against_megatron_attention(shape, chunks) -> dict:
+    """Batched generation on the same weights with megatron-core's stock SelfAttention (keys
+    cached before RoPE, the whole cache rotated every step): every step's logits, and what
+    each model left in its KV cache."""
+    from megatron.core.transformer.attention import SelfAttention
+
+    from megatron_kanana.mcore import generate as generation
+    from megatron_kanana.mcore.attention import RotatedKeyCacheAttention
+
+    spec = mcore_model.layer_spec()
+    spec.submodules.self_attention.module = SelfAttention
+    stock = mcore_model.build_model(shape, chunks[0].config, spec=spec)
+    stock[0].load_state_dict(chunks[0].state_dict())
+    logits, caches = {}, {}
+    made = []
+
+    class Recorded(generation.StaticInferenceContext):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    original, generation.StaticInferenceContext = generation.StaticInferenceContext, Recorded
+    try:
+        for tag, model in (("kanana", chunks), ("megatron", stock)):
+            steps = []
+            hook = model[0].output_layer.register_forward_hook(lambda m, i, out: steps.append(out[0].clone()))
+            tokens = generate(model, PROMPTS, NEW).tokens
+            hook.remove()
+            context = made.pop()
+            # Only slots [0, sequence_len_offset) were written; the rest is torch.empty garbage.
+            written = context.sequence_len_offset
+            logits[tag] = (tokens, steps)
+            caches[tag] = {n: (k[:written], v[:written]) for n, (k, v) in context.key_value_memory_dict.items()}
+    finally:
+        generation.StaticInferenceContext = original
+    (ours_tokens, ours), (stock_tokens, theirs) = logits["kanana"], logits["megatron"]
+    keys_differ = [not torch.equal(caches["kanana"][n][0], caches["megatron"][n][0]) for n in caches["kanana"]]
+    values_equal = [caches["kanana"][n][1].numel() > 0 and torch.equal(caches["kanana"][n][1], caches["megatron"][n][1]) for n in caches["kanana"]]
+    return {"tokens_equal": ours_tokens == stock_tokens, "steps": [len(ours), len(theirs)],
+            "logits_bit_equal": len(ours) == len(theirs) and all(torch.equal(a, b) for a, b in zip(ours, theirs)),
+            "keys_differ": keys_differ, "values_equal": values_equal,
+            "rotated_key_module": all(isinstance(layer.self_attention, RotatedKeyCacheAttention)
+                                      for layer in chunks[0].decoder.layers)}
 
 
 def cli_expectations(workdir: Path, shape, chunks) -> dict:

@@ -35,6 +35,19 @@ def test_kv_cached_batch_equals_recompute_and_each_row_alone(results):
     assert all(len(set(row)) >= 4 for row in ref["greedy"])
 
 
+def test_rotated_key_cache_gives_megatrons_logits_bit_for_bit(results):
+    """RotatedKeyCacheAttention rotates each key once, before caching; megatron-core's own
+    SelfAttention caches raw keys and rotates the cache every step. Same weights: every step's
+    logits are bitwise equal, the values cached are equal and the keys cached are not."""
+    ref, _ = results
+    check = ref["against_megatron_attention"]
+    assert check["rotated_key_module"]
+    assert check["steps"] == [max(ref["lengths"])] * 2  # one output-layer call per step
+    assert check["logits_bit_equal"] and check["tokens_equal"]
+    assert check["values_equal"] == [True] * len(check["values_equal"]) and check["values_equal"]
+    assert check["keys_differ"] == [True] * len(check["keys_differ"])
+
+
 def test_same_greedy_tokens_at_tp2_and_pp2_on_every_rank(results):
     ref, layouts = results
     for tag in ("tp2", "pp2"):
